@@ -1,0 +1,105 @@
+//! The token endpoint's request (one variant per grant) and response (RFC 6749 §4.1.3, §5.1).
+
+use crate::{ErrorCode, OAuthError, Params};
+use serde::Serialize;
+
+/// A token request, after the grant-specific parameters were checked for presence.
+///
+/// One variant per grant type; the core dispatches with an exhaustive `match`, so adding a grant
+/// here without implementing it is a compile error.
+#[derive(Debug)]
+pub enum TokenRequest {
+    /// RFC 6749 §4.1.3 with RFC 7636 §4.5.
+    AuthorizationCode { code: String, redirect_uri: Option<String>, code_verifier: Option<String> },
+}
+
+pub const GRANT_AUTHORIZATION_CODE: &str = "authorization_code";
+pub const GRANT_REFRESH_TOKEN: &str = "refresh_token";
+pub const GRANT_CLIENT_CREDENTIALS: &str = "client_credentials";
+pub const GRANT_DEVICE_CODE: &str = "urn:ietf:params:oauth:grant-type:device_code";
+
+impl TokenRequest {
+    /// Parses the grant-specific part of a token request body. Client credentials are parsed
+    /// separately (see [`crate::ClientAuth`]).
+    pub fn from_params(p: &Params) -> Result<Self, OAuthError> {
+        p.reject_repeated()?;
+        let grant_type = p.require("grant_type")?;
+        match grant_type {
+            GRANT_AUTHORIZATION_CODE => Ok(Self::AuthorizationCode {
+                code: p.require("code")?.to_owned(),
+                redirect_uri: p.get("redirect_uri").map(str::to_owned),
+                code_verifier: p.get("code_verifier").map(str::to_owned),
+            }),
+            other => Err(OAuthError::new(
+                ErrorCode::UnsupportedGrantType,
+                format!("grant_type {} is not supported", truncate(other, 80)),
+            )),
+        }
+    }
+
+    pub fn grant_type(&self) -> &'static str {
+        match self {
+            Self::AuthorizationCode { .. } => GRANT_AUTHORIZATION_CODE,
+        }
+    }
+}
+
+/// Client-supplied text echoed in an error description is cut short so a hostile value cannot
+/// bloat responses or logs.
+fn truncate(s: &str, max: usize) -> String {
+    let mut out: String = s.chars().take(max).collect();
+    if out.len() < s.len() {
+        out.push('…');
+    }
+    out
+}
+
+/// RFC 6749 §5.1 successful response.
+#[derive(Clone, Serialize)]
+pub struct TokenResponse {
+    pub access_token: String,
+    pub token_type: &'static str,
+    pub expires_in: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id_token: Option<String>,
+}
+
+/// Never print tokens.
+impl std::fmt::Debug for TokenResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenResponse")
+            .field("token_type", &self.token_type)
+            .field("expires_in", &self.expires_in)
+            .field("scope", &self.scope)
+            .field("refresh_token", &self.refresh_token.as_ref().map(|_| "…"))
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_grant_is_unsupported_grant_type() {
+        let p = Params::parse(b"grant_type=password&username=a&password=b");
+        let e = TokenRequest::from_params(&p).unwrap_err();
+        assert_eq!(e.code, ErrorCode::UnsupportedGrantType);
+    }
+
+    #[test]
+    fn missing_grant_type_is_invalid_request() {
+        let e = TokenRequest::from_params(&Params::parse(b"code=x")).unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidRequest);
+    }
+
+    #[test]
+    fn code_is_required() {
+        let e = TokenRequest::from_params(&Params::parse(b"grant_type=authorization_code")).unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidRequest);
+    }
+}
