@@ -1,0 +1,785 @@
+//! The SQL shared by the SQLite and PostgreSQL backends.
+//!
+//! # Layout
+//! - [`decode`]: conversions from column values to validated domain types; a value that fails
+//!   validation is reported as [`StoreError::Corrupt`], never silently accepted.
+//! - [`impl_sql_store!`]: the storage traits implemented once, in SQL both databases run
+//!   (`$N` placeholders, `RETURNING`, `ON CONFLICT`, partial unique indexes), expanded by each
+//!   backend crate for its own pool type.
+//!
+//! # Decisions
+//! - Why a macro: sqlx's generic bounds over `Database` (encode/decode of every column type for
+//!   every lifetime) make a generic implementation unreadable; a macro expanded for a concrete
+//!   database keeps one copy of each statement and ordinary code around it. Each backend keeps its
+//!   own migrations (DDL differs: `BLOB`/`BYTEA`), connection setup and error mapping.
+//! - Times are stored as Unix seconds (`BIGINT`), scopes as space-delimited text, lists of URIs
+//!   as JSON arrays: identical in both databases and easy to read in a SQL shell.
+
+pub use portcullis_domain;
+pub use portcullis_store;
+pub use sqlx;
+pub use time;
+
+use portcullis_store::StoreError;
+
+pub mod decode;
+
+/// Maps a sqlx error to a [`StoreError`]; `field` names what a uniqueness violation means.
+pub fn map_err(e: sqlx::Error, field: &'static str) -> StoreError {
+    match e.as_database_error() {
+        Some(d) if d.is_unique_violation() => StoreError::Duplicate(field),
+        Some(d) if d.is_foreign_key_violation() => StoreError::MissingReference,
+        _ => StoreError::Backend(e.to_string()),
+    }
+}
+
+/// Columns of each table, in the order the decoders read them.
+pub mod cols {
+    pub const WORKSPACE: &str = "id, slug, name, created_at";
+    pub const USER: &str = "id, email, name, password_hash, created_at";
+    pub const MEMBERSHIP: &str = "workspace_id, user_id, permissions, created_at, updated_at";
+    pub const CLIENT: &str =
+        "id, name, secret_hash, redirect_uris, scopes, grant_types, workspace_id, created_at";
+    pub const GRANT: &str =
+        "id, user_id, client_id, workspace_id, scopes, created_at, updated_at, revoked_at";
+    pub const CODE: &str = "code_hash, client_id, user_id, workspace_id, grant_id, family_id, \
+        redirect_uri, redirect_uri_explicit, code_challenge, scopes, nonce, auth_time, created_at, \
+        expires_at, redeemed_at";
+    pub const FAMILY: &str = "id, client_id, user_id, workspace_id, grant_id, created_at, \
+        expires_at, revoked_at, revoked_reason";
+    pub const REFRESH: &str = "token_hash, family_id, client_id, scopes, created_at, expires_at, consumed_at";
+    pub const SIGNING_KEY: &str = "kid, alg, private_key, public_jwk, created_at, active_from, retired_at";
+    pub const SESSION: &str = "token_hash, user_id, auth_time, created_at, expires_at";
+    pub const PENDING: &str = "id, payload, created_at, expires_at";
+}
+
+/// Implements every storage trait for `$store` (a struct with a `pool: sqlx::Pool<$db>` field).
+///
+/// Transactions used here only write (never read then write), so a plain `BEGIN` cannot
+/// deadlock on SQLite's lock upgrade.
+#[macro_export]
+macro_rules! impl_sql_store {
+    ($store:ty, $db:ty) => {
+        const _: () = {
+            use $crate::portcullis_domain::{
+                ClientId, Email, FamilyId, GrantId, TokenHash, UserId, WorkspaceId,
+            };
+            use $crate::portcullis_store::*;
+            use $crate::sqlx::Row as _;
+            use $crate::cols;
+            use $crate::decode as d;
+            use $crate::time::OffsetDateTime;
+
+            type DbRow = <$db as $crate::sqlx::Database>::Row;
+
+            fn col<'r, T>(row: &'r DbRow, name: &str) -> StoreResult<T>
+            where
+                T: $crate::sqlx::Decode<'r, $db> + $crate::sqlx::Type<$db>,
+            {
+                row.try_get::<T, _>(name)
+                    .map_err(|e| StoreError::Corrupt(format!("column {name}: {e}")))
+            }
+
+            fn ts(row: &DbRow, name: &str) -> StoreResult<OffsetDateTime> {
+                d::time(col::<i64>(row, name)?)
+            }
+
+            fn ts_opt(row: &DbRow, name: &str) -> StoreResult<Option<OffsetDateTime>> {
+                col::<Option<i64>>(row, name)?.map(d::time).transpose()
+            }
+
+            fn workspace(row: &DbRow) -> StoreResult<Workspace> {
+                Ok(Workspace {
+                    id: WorkspaceId::from_string(col::<String>(row, "id")?),
+                    slug: d::slug(col(row, "slug")?)?,
+                    name: col(row, "name")?,
+                    created_at: ts(row, "created_at")?,
+                })
+            }
+
+            fn user(row: &DbRow) -> StoreResult<User> {
+                Ok(User {
+                    id: UserId::from_string(col::<String>(row, "id")?),
+                    email: d::email(col(row, "email")?)?,
+                    name: col(row, "name")?,
+                    password_hash: col(row, "password_hash")?,
+                    created_at: ts(row, "created_at")?,
+                })
+            }
+
+            fn membership(row: &DbRow) -> StoreResult<Membership> {
+                Ok(Membership {
+                    workspace_id: WorkspaceId::from_string(col::<String>(row, "workspace_id")?),
+                    user_id: UserId::from_string(col::<String>(row, "user_id")?),
+                    permissions: d::scopes(col(row, "permissions")?)?,
+                    created_at: ts(row, "created_at")?,
+                    updated_at: ts(row, "updated_at")?,
+                })
+            }
+
+            fn client(row: &DbRow) -> StoreResult<Client> {
+                Ok(Client {
+                    id: ClientId::from_string(col::<String>(row, "id")?),
+                    name: col(row, "name")?,
+                    secret_hash: col::<Option<Vec<u8>>>(row, "secret_hash")?
+                        .map(|b| d::hash(&b))
+                        .transpose()?,
+                    redirect_uris: d::redirect_uris(col(row, "redirect_uris")?)?,
+                    scopes: d::scopes(col(row, "scopes")?)?,
+                    grant_types: d::words(col(row, "grant_types")?),
+                    workspace_id: col::<Option<String>>(row, "workspace_id")?
+                        .map(WorkspaceId::from_string),
+                    created_at: ts(row, "created_at")?,
+                })
+            }
+
+            fn grant(row: &DbRow) -> StoreResult<Grant> {
+                Ok(Grant {
+                    id: GrantId::from_string(col::<String>(row, "id")?),
+                    user_id: UserId::from_string(col::<String>(row, "user_id")?),
+                    client_id: ClientId::from_string(col::<String>(row, "client_id")?),
+                    workspace_id: WorkspaceId::from_string(col::<String>(row, "workspace_id")?),
+                    scopes: d::scopes(col(row, "scopes")?)?,
+                    created_at: ts(row, "created_at")?,
+                    updated_at: ts(row, "updated_at")?,
+                    revoked_at: ts_opt(row, "revoked_at")?,
+                })
+            }
+
+            fn code(row: &DbRow) -> StoreResult<AuthCode> {
+                Ok(AuthCode {
+                    hash: d::hash(&col::<Vec<u8>>(row, "code_hash")?)?,
+                    client_id: ClientId::from_string(col::<String>(row, "client_id")?),
+                    user_id: UserId::from_string(col::<String>(row, "user_id")?),
+                    workspace_id: WorkspaceId::from_string(col::<String>(row, "workspace_id")?),
+                    grant_id: GrantId::from_string(col::<String>(row, "grant_id")?),
+                    family_id: FamilyId::from_string(col::<String>(row, "family_id")?),
+                    redirect_uri: col(row, "redirect_uri")?,
+                    redirect_uri_explicit: col(row, "redirect_uri_explicit")?,
+                    code_challenge: col(row, "code_challenge")?,
+                    scopes: d::scopes(col(row, "scopes")?)?,
+                    nonce: col(row, "nonce")?,
+                    auth_time: ts(row, "auth_time")?,
+                    created_at: ts(row, "created_at")?,
+                    expires_at: ts(row, "expires_at")?,
+                    redeemed_at: ts_opt(row, "redeemed_at")?,
+                })
+            }
+
+            fn family(row: &DbRow) -> StoreResult<TokenFamily> {
+                Ok(TokenFamily {
+                    id: FamilyId::from_string(col::<String>(row, "id")?),
+                    client_id: ClientId::from_string(col::<String>(row, "client_id")?),
+                    user_id: col::<Option<String>>(row, "user_id")?.map(UserId::from_string),
+                    workspace_id: WorkspaceId::from_string(col::<String>(row, "workspace_id")?),
+                    grant_id: col::<Option<String>>(row, "grant_id")?.map(GrantId::from_string),
+                    created_at: ts(row, "created_at")?,
+                    expires_at: ts(row, "expires_at")?,
+                    revoked_at: ts_opt(row, "revoked_at")?,
+                    revoked_reason: col(row, "revoked_reason")?,
+                })
+            }
+
+            fn refresh(row: &DbRow) -> StoreResult<RefreshToken> {
+                Ok(RefreshToken {
+                    hash: d::hash(&col::<Vec<u8>>(row, "token_hash")?)?,
+                    family_id: FamilyId::from_string(col::<String>(row, "family_id")?),
+                    client_id: ClientId::from_string(col::<String>(row, "client_id")?),
+                    scopes: d::scopes(col(row, "scopes")?)?,
+                    created_at: ts(row, "created_at")?,
+                    expires_at: ts(row, "expires_at")?,
+                    consumed_at: ts_opt(row, "consumed_at")?,
+                })
+            }
+
+            fn signing_key(row: &DbRow) -> StoreResult<SigningKey> {
+                Ok(SigningKey {
+                    kid: $crate::portcullis_domain::KeyId::from_string(col::<String>(row, "kid")?),
+                    alg: col(row, "alg")?,
+                    private_key: col(row, "private_key")?,
+                    public_jwk: col(row, "public_jwk")?,
+                    created_at: ts(row, "created_at")?,
+                    active_from: ts(row, "active_from")?,
+                    retired_at: ts_opt(row, "retired_at")?,
+                })
+            }
+
+            fn session(row: &DbRow) -> StoreResult<Session> {
+                Ok(Session {
+                    hash: d::hash(&col::<Vec<u8>>(row, "token_hash")?)?,
+                    user_id: UserId::from_string(col::<String>(row, "user_id")?),
+                    auth_time: ts(row, "auth_time")?,
+                    created_at: ts(row, "created_at")?,
+                    expires_at: ts(row, "expires_at")?,
+                })
+            }
+
+            fn pending(row: &DbRow) -> StoreResult<PendingAuthorization> {
+                Ok(PendingAuthorization {
+                    id: col(row, "id")?,
+                    payload: col(row, "payload")?,
+                    created_at: ts(row, "created_at")?,
+                    expires_at: ts(row, "expires_at")?,
+                })
+            }
+
+            fn err(field: &'static str) -> impl Fn($crate::sqlx::Error) -> StoreError {
+                move |e| $crate::map_err(e, field)
+            }
+
+            fn db(e: $crate::sqlx::Error) -> StoreError {
+                $crate::map_err(e, "record")
+            }
+
+            macro_rules! sql {
+                ($s:literal) => {
+                    $crate::sqlx::query($s)
+                };
+            }
+
+            impl WorkspaceStore for $store {
+                async fn insert_workspace(&self, w: &Workspace) -> StoreResult<()> {
+                    sql!("INSERT INTO workspaces (id, slug, name, created_at) VALUES ($1, $2, $3, $4)")
+                        .bind(w.id.as_str())
+                        .bind(w.slug.as_str())
+                        .bind(&w.name)
+                        .bind(w.created_at.unix_timestamp())
+                        .execute(&self.pool)
+                        .await
+                        .map_err(err("slug"))?;
+                    Ok(())
+                }
+
+                async fn workspace_by_slug(&self, slug: &str) -> StoreResult<Option<Workspace>> {
+                    sql!("SELECT id, slug, name, created_at FROM workspaces WHERE slug = $1")
+                        .bind(slug)
+                        .fetch_optional(&self.pool)
+                        .await
+                        .map_err(db)?
+                        .map(|r| workspace(&r))
+                        .transpose()
+                }
+
+                async fn workspace_by_id(&self, id: &WorkspaceId) -> StoreResult<Option<Workspace>> {
+                    sql!("SELECT id, slug, name, created_at FROM workspaces WHERE id = $1")
+                        .bind(id.as_str())
+                        .fetch_optional(&self.pool)
+                        .await
+                        .map_err(db)?
+                        .map(|r| workspace(&r))
+                        .transpose()
+                }
+
+                async fn list_workspaces(&self) -> StoreResult<Vec<Workspace>> {
+                    sql!("SELECT id, slug, name, created_at FROM workspaces ORDER BY slug")
+                        .fetch_all(&self.pool)
+                        .await
+                        .map_err(db)?
+                        .iter()
+                        .map(workspace)
+                        .collect()
+                }
+            }
+
+            impl UserStore for $store {
+                async fn insert_user(&self, u: &User) -> StoreResult<()> {
+                    sql!("INSERT INTO users (id, email, name, password_hash, created_at) VALUES ($1, $2, $3, $4, $5)")
+                        .bind(u.id.as_str())
+                        .bind(u.email.as_str())
+                        .bind(u.name.as_deref())
+                        .bind(&u.password_hash)
+                        .bind(u.created_at.unix_timestamp())
+                        .execute(&self.pool)
+                        .await
+                        .map_err(err("email"))?;
+                    Ok(())
+                }
+
+                async fn user_by_email(&self, email: &Email) -> StoreResult<Option<User>> {
+                    sql!("SELECT id, email, name, password_hash, created_at FROM users WHERE email = $1")
+                        .bind(email.as_str())
+                        .fetch_optional(&self.pool)
+                        .await
+                        .map_err(db)?
+                        .map(|r| user(&r))
+                        .transpose()
+                }
+
+                async fn user_by_id(&self, id: &UserId) -> StoreResult<Option<User>> {
+                    sql!("SELECT id, email, name, password_hash, created_at FROM users WHERE id = $1")
+                        .bind(id.as_str())
+                        .fetch_optional(&self.pool)
+                        .await
+                        .map_err(db)?
+                        .map(|r| user(&r))
+                        .transpose()
+                }
+
+                async fn list_users(&self) -> StoreResult<Vec<User>> {
+                    sql!("SELECT id, email, name, password_hash, created_at FROM users ORDER BY email")
+                        .fetch_all(&self.pool)
+                        .await
+                        .map_err(db)?
+                        .iter()
+                        .map(user)
+                        .collect()
+                }
+
+                async fn put_membership(&self, m: &Membership) -> StoreResult<MembershipWrite> {
+                    let inserted = sql!(
+                        "INSERT INTO memberships (workspace_id, user_id, permissions, created_at, updated_at) \
+                         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (workspace_id, user_id) DO NOTHING"
+                    )
+                    .bind(m.workspace_id.as_str())
+                    .bind(m.user_id.as_str())
+                    .bind(m.permissions.to_string())
+                    .bind(m.created_at.unix_timestamp())
+                    .bind(m.updated_at.unix_timestamp())
+                    .execute(&self.pool)
+                    .await
+                    .map_err(db)?
+                    .rows_affected();
+                    if inserted == 1 {
+                        return Ok(MembershipWrite::Created);
+                    }
+                    sql!("UPDATE memberships SET permissions = $3, updated_at = $4 WHERE workspace_id = $1 AND user_id = $2")
+                        .bind(m.workspace_id.as_str())
+                        .bind(m.user_id.as_str())
+                        .bind(m.permissions.to_string())
+                        .bind(m.updated_at.unix_timestamp())
+                        .execute(&self.pool)
+                        .await
+                        .map_err(db)?;
+                    Ok(MembershipWrite::Updated)
+                }
+
+                async fn membership(&self, ws: &WorkspaceId, u: &UserId) -> StoreResult<Option<Membership>> {
+                    sql!("SELECT workspace_id, user_id, permissions, created_at, updated_at FROM memberships WHERE workspace_id = $1 AND user_id = $2")
+                        .bind(ws.as_str())
+                        .bind(u.as_str())
+                        .fetch_optional(&self.pool)
+                        .await
+                        .map_err(db)?
+                        .map(|r| membership(&r))
+                        .transpose()
+                }
+
+                async fn remove_membership(&self, ws: &WorkspaceId, u: &UserId) -> StoreResult<bool> {
+                    let n = sql!("DELETE FROM memberships WHERE workspace_id = $1 AND user_id = $2")
+                        .bind(ws.as_str())
+                        .bind(u.as_str())
+                        .execute(&self.pool)
+                        .await
+                        .map_err(db)?
+                        .rows_affected();
+                    Ok(n > 0)
+                }
+
+                async fn memberships_of_user(&self, u: &UserId) -> StoreResult<Vec<(Workspace, Membership)>> {
+                    sql!(
+                        "SELECT w.id, w.slug, w.name, w.created_at, m.workspace_id, m.user_id, m.permissions, \
+                         m.created_at AS m_created_at, m.updated_at AS m_updated_at \
+                         FROM memberships m JOIN workspaces w ON w.id = m.workspace_id \
+                         WHERE m.user_id = $1 ORDER BY w.slug"
+                    )
+                    .bind(u.as_str())
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(db)?
+                    .iter()
+                    .map(|r| {
+                        let m = Membership {
+                            workspace_id: WorkspaceId::from_string(col::<String>(r, "workspace_id")?),
+                            user_id: UserId::from_string(col::<String>(r, "user_id")?),
+                            permissions: d::scopes(col(r, "permissions")?)?,
+                            created_at: ts(r, "m_created_at")?,
+                            updated_at: ts(r, "m_updated_at")?,
+                        };
+                        Ok((workspace(r)?, m))
+                    })
+                    .collect()
+                }
+
+                async fn members_of_workspace(&self, ws: &WorkspaceId) -> StoreResult<Vec<(User, Membership)>> {
+                    sql!(
+                        "SELECT u.id, u.email, u.name, u.password_hash, u.created_at, m.workspace_id, m.user_id, \
+                         m.permissions, m.created_at AS m_created_at, m.updated_at AS m_updated_at \
+                         FROM memberships m JOIN users u ON u.id = m.user_id \
+                         WHERE m.workspace_id = $1 ORDER BY u.email"
+                    )
+                    .bind(ws.as_str())
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(db)?
+                    .iter()
+                    .map(|r| {
+                        let m = Membership {
+                            workspace_id: WorkspaceId::from_string(col::<String>(r, "workspace_id")?),
+                            user_id: UserId::from_string(col::<String>(r, "user_id")?),
+                            permissions: d::scopes(col(r, "permissions")?)?,
+                            created_at: ts(r, "m_created_at")?,
+                            updated_at: ts(r, "m_updated_at")?,
+                        };
+                        Ok((user(r)?, m))
+                    })
+                    .collect()
+                }
+            }
+
+            impl ClientStore for $store {
+                async fn insert_client(&self, c: &Client) -> StoreResult<()> {
+                    sql!(
+                        "INSERT INTO clients (id, name, secret_hash, redirect_uris, scopes, grant_types, workspace_id, created_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+                    )
+                    .bind(c.id.as_str())
+                    .bind(&c.name)
+                    .bind(c.secret_hash.as_ref().map(|h| h.as_bytes().to_vec()))
+                    .bind(d::redirect_uris_json(&c.redirect_uris))
+                    .bind(c.scopes.to_string())
+                    .bind(c.grant_types.join(" "))
+                    .bind(c.workspace_id.as_ref().map(|w| w.as_str()))
+                    .bind(c.created_at.unix_timestamp())
+                    .execute(&self.pool)
+                    .await
+                    .map_err(err("client_id"))?;
+                    Ok(())
+                }
+
+                async fn client_by_id(&self, id: &ClientId) -> StoreResult<Option<Client>> {
+                    sql!("SELECT id, name, secret_hash, redirect_uris, scopes, grant_types, workspace_id, created_at FROM clients WHERE id = $1")
+                        .bind(id.as_str())
+                        .fetch_optional(&self.pool)
+                        .await
+                        .map_err(db)?
+                        .map(|r| client(&r))
+                        .transpose()
+                }
+
+                async fn list_clients(&self) -> StoreResult<Vec<Client>> {
+                    sql!("SELECT id, name, secret_hash, redirect_uris, scopes, grant_types, workspace_id, created_at FROM clients ORDER BY created_at, id")
+                        .fetch_all(&self.pool)
+                        .await
+                        .map_err(db)?
+                        .iter()
+                        .map(client)
+                        .collect()
+                }
+            }
+
+            impl GrantStore for $store {
+                async fn upsert_grant(&self, g: &Grant) -> StoreResult<Grant> {
+                    let row = sql!(
+                        "INSERT INTO grants (id, user_id, client_id, workspace_id, scopes, created_at, updated_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                         ON CONFLICT (user_id, client_id, workspace_id) WHERE revoked_at IS NULL \
+                         DO UPDATE SET scopes = excluded.scopes, updated_at = excluded.updated_at \
+                         RETURNING id, user_id, client_id, workspace_id, scopes, created_at, updated_at, revoked_at"
+                    )
+                    .bind(g.id.as_str())
+                    .bind(g.user_id.as_str())
+                    .bind(g.client_id.as_str())
+                    .bind(g.workspace_id.as_str())
+                    .bind(g.scopes.to_string())
+                    .bind(g.created_at.unix_timestamp())
+                    .bind(g.updated_at.unix_timestamp())
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(err("grant"))?;
+                    grant(&row)
+                }
+
+                async fn grant_by_id(&self, id: &GrantId) -> StoreResult<Option<Grant>> {
+                    sql!("SELECT id, user_id, client_id, workspace_id, scopes, created_at, updated_at, revoked_at FROM grants WHERE id = $1")
+                        .bind(id.as_str())
+                        .fetch_optional(&self.pool)
+                        .await
+                        .map_err(db)?
+                        .map(|r| grant(&r))
+                        .transpose()
+                }
+
+                async fn active_grants(&self, u: &UserId, c: &ClientId) -> StoreResult<Vec<Grant>> {
+                    sql!(
+                        "SELECT id, user_id, client_id, workspace_id, scopes, created_at, updated_at, revoked_at FROM grants \
+                         WHERE user_id = $1 AND client_id = $2 AND revoked_at IS NULL ORDER BY created_at, id"
+                    )
+                    .bind(u.as_str())
+                    .bind(c.as_str())
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(db)?
+                    .iter()
+                    .map(grant)
+                    .collect()
+                }
+            }
+
+            impl AuthorizationStore for $store {
+                async fn insert_pending(&self, p: &PendingAuthorization) -> StoreResult<()> {
+                    sql!("INSERT INTO pending_authorizations (id, payload, created_at, expires_at) VALUES ($1, $2, $3, $4)")
+                        .bind(&p.id)
+                        .bind(&p.payload)
+                        .bind(p.created_at.unix_timestamp())
+                        .bind(p.expires_at.unix_timestamp())
+                        .execute(&self.pool)
+                        .await
+                        .map_err(err("pending authorization"))?;
+                    Ok(())
+                }
+
+                async fn pending(&self, id: &str, now: OffsetDateTime) -> StoreResult<Option<PendingAuthorization>> {
+                    sql!("SELECT id, payload, created_at, expires_at FROM pending_authorizations WHERE id = $1 AND expires_at > $2")
+                        .bind(id)
+                        .bind(now.unix_timestamp())
+                        .fetch_optional(&self.pool)
+                        .await
+                        .map_err(db)?
+                        .map(|r| pending(&r))
+                        .transpose()
+                }
+
+                async fn take_pending(&self, id: &str, now: OffsetDateTime) -> StoreResult<Option<PendingAuthorization>> {
+                    sql!("DELETE FROM pending_authorizations WHERE id = $1 AND expires_at > $2 RETURNING id, payload, created_at, expires_at")
+                        .bind(id)
+                        .bind(now.unix_timestamp())
+                        .fetch_optional(&self.pool)
+                        .await
+                        .map_err(db)?
+                        .map(|r| pending(&r))
+                        .transpose()
+                }
+
+                async fn insert_code(&self, c: &AuthCode, f: &TokenFamily) -> StoreResult<()> {
+                    let mut tx = self.pool.begin().await.map_err(db)?;
+                    sql!(
+                        "INSERT INTO token_families (id, client_id, user_id, workspace_id, grant_id, created_at, expires_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7)"
+                    )
+                    .bind(f.id.as_str())
+                    .bind(f.client_id.as_str())
+                    .bind(f.user_id.as_ref().map(|u| u.as_str()))
+                    .bind(f.workspace_id.as_str())
+                    .bind(f.grant_id.as_ref().map(|g| g.as_str()))
+                    .bind(f.created_at.unix_timestamp())
+                    .bind(f.expires_at.unix_timestamp())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(err("family"))?;
+                    sql!(
+                        "INSERT INTO authorization_codes (code_hash, client_id, user_id, workspace_id, grant_id, family_id, \
+                         redirect_uri, redirect_uri_explicit, code_challenge, scopes, nonce, auth_time, created_at, expires_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+                    )
+                    .bind(c.hash.as_bytes().to_vec())
+                    .bind(c.client_id.as_str())
+                    .bind(c.user_id.as_str())
+                    .bind(c.workspace_id.as_str())
+                    .bind(c.grant_id.as_str())
+                    .bind(c.family_id.as_str())
+                    .bind(&c.redirect_uri)
+                    .bind(c.redirect_uri_explicit)
+                    .bind(&c.code_challenge)
+                    .bind(c.scopes.to_string())
+                    .bind(c.nonce.as_deref())
+                    .bind(c.auth_time.unix_timestamp())
+                    .bind(c.created_at.unix_timestamp())
+                    .bind(c.expires_at.unix_timestamp())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(err("code"))?;
+                    tx.commit().await.map_err(db)
+                }
+
+                async fn code_by_hash(&self, h: &TokenHash) -> StoreResult<Option<AuthCode>> {
+                    sql!(
+                        "SELECT code_hash, client_id, user_id, workspace_id, grant_id, family_id, redirect_uri, \
+                         redirect_uri_explicit, code_challenge, scopes, nonce, auth_time, created_at, expires_at, redeemed_at \
+                         FROM authorization_codes WHERE code_hash = $1"
+                    )
+                    .bind(h.as_bytes().to_vec())
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(db)?
+                    .map(|r| code(&r))
+                    .transpose()
+                }
+
+                async fn redeem_code(&self, h: &TokenHash, now: OffsetDateTime) -> StoreResult<CodeRedemption> {
+                    let won = sql!(
+                        "UPDATE authorization_codes SET redeemed_at = $2 WHERE code_hash = $1 AND redeemed_at IS NULL \
+                         RETURNING code_hash, client_id, user_id, workspace_id, grant_id, family_id, redirect_uri, \
+                         redirect_uri_explicit, code_challenge, scopes, nonce, auth_time, created_at, expires_at, redeemed_at"
+                    )
+                    .bind(h.as_bytes().to_vec())
+                    .bind(now.unix_timestamp())
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(db)?;
+                    if let Some(row) = won {
+                        return Ok(CodeRedemption::Redeemed(Box::new(code(&row)?)));
+                    }
+                    let family = sql!("SELECT family_id FROM authorization_codes WHERE code_hash = $1")
+                        .bind(h.as_bytes().to_vec())
+                        .fetch_optional(&self.pool)
+                        .await
+                        .map_err(db)?;
+                    Ok(match family {
+                        Some(r) => CodeRedemption::AlreadyRedeemed {
+                            family: FamilyId::from_string(col::<String>(&r, "family_id")?),
+                        },
+                        None => CodeRedemption::NotFound,
+                    })
+                }
+            }
+
+            impl TokenStore for $store {
+                async fn family(&self, id: &FamilyId) -> StoreResult<Option<TokenFamily>> {
+                    sql!(
+                        "SELECT id, client_id, user_id, workspace_id, grant_id, created_at, expires_at, revoked_at, revoked_reason \
+                         FROM token_families WHERE id = $1"
+                    )
+                    .bind(id.as_str())
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(db)?
+                    .map(|r| family(&r))
+                    .transpose()
+                }
+
+                async fn revoke_family(&self, id: &FamilyId, reason: &str, now: OffsetDateTime) -> StoreResult<bool> {
+                    let n = sql!("UPDATE token_families SET revoked_at = $2, revoked_reason = $3 WHERE id = $1 AND revoked_at IS NULL")
+                        .bind(id.as_str())
+                        .bind(now.unix_timestamp())
+                        .bind(reason)
+                        .execute(&self.pool)
+                        .await
+                        .map_err(db)?
+                        .rows_affected();
+                    Ok(n > 0)
+                }
+
+                async fn insert_refresh_token(&self, t: &RefreshToken) -> StoreResult<()> {
+                    sql!(
+                        "INSERT INTO refresh_tokens (token_hash, family_id, client_id, scopes, created_at, expires_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6)"
+                    )
+                    .bind(t.hash.as_bytes().to_vec())
+                    .bind(t.family_id.as_str())
+                    .bind(t.client_id.as_str())
+                    .bind(t.scopes.to_string())
+                    .bind(t.created_at.unix_timestamp())
+                    .bind(t.expires_at.unix_timestamp())
+                    .execute(&self.pool)
+                    .await
+                    .map_err(err("refresh token"))?;
+                    Ok(())
+                }
+
+                async fn refresh_token(&self, h: &TokenHash) -> StoreResult<Option<RefreshToken>> {
+                    sql!(
+                        "SELECT token_hash, family_id, client_id, scopes, created_at, expires_at, consumed_at \
+                         FROM refresh_tokens WHERE token_hash = $1"
+                    )
+                    .bind(h.as_bytes().to_vec())
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(db)?
+                    .map(|r| refresh(&r))
+                    .transpose()
+                }
+            }
+
+            impl KeyStore for $store {
+                async fn insert_signing_key(&self, k: &SigningKey) -> StoreResult<()> {
+                    sql!(
+                        "INSERT INTO signing_keys (kid, alg, private_key, public_jwk, created_at, active_from, retired_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7)"
+                    )
+                    .bind(k.kid.as_str())
+                    .bind(&k.alg)
+                    .bind(&k.private_key)
+                    .bind(&k.public_jwk)
+                    .bind(k.created_at.unix_timestamp())
+                    .bind(k.active_from.unix_timestamp())
+                    .bind(k.retired_at.map(|t| t.unix_timestamp()))
+                    .execute(&self.pool)
+                    .await
+                    .map_err(err("kid"))?;
+                    Ok(())
+                }
+
+                async fn signing_keys(&self) -> StoreResult<Vec<SigningKey>> {
+                    sql!(
+                        "SELECT kid, alg, private_key, public_jwk, created_at, active_from, retired_at \
+                         FROM signing_keys ORDER BY created_at DESC, kid DESC"
+                    )
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(db)?
+                    .iter()
+                    .map(signing_key)
+                    .collect()
+                }
+
+                async fn server_secret(&self, name: &str, candidate: &str, now: OffsetDateTime) -> StoreResult<String> {
+                    sql!("INSERT INTO server_secrets (name, value, created_at) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING")
+                        .bind(name)
+                        .bind(candidate)
+                        .bind(now.unix_timestamp())
+                        .execute(&self.pool)
+                        .await
+                        .map_err(db)?;
+                    let row = sql!("SELECT value FROM server_secrets WHERE name = $1")
+                        .bind(name)
+                        .fetch_one(&self.pool)
+                        .await
+                        .map_err(db)?;
+                    col(&row, "value")
+                }
+            }
+
+            impl SessionStore for $store {
+                async fn insert_session(&self, s: &Session) -> StoreResult<()> {
+                    sql!("INSERT INTO sessions (token_hash, user_id, auth_time, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)")
+                        .bind(s.hash.as_bytes().to_vec())
+                        .bind(s.user_id.as_str())
+                        .bind(s.auth_time.unix_timestamp())
+                        .bind(s.created_at.unix_timestamp())
+                        .bind(s.expires_at.unix_timestamp())
+                        .execute(&self.pool)
+                        .await
+                        .map_err(err("session"))?;
+                    Ok(())
+                }
+
+                async fn session(&self, h: &TokenHash, now: OffsetDateTime) -> StoreResult<Option<Session>> {
+                    sql!("SELECT token_hash, user_id, auth_time, created_at, expires_at FROM sessions WHERE token_hash = $1 AND expires_at > $2")
+                        .bind(h.as_bytes().to_vec())
+                        .bind(now.unix_timestamp())
+                        .fetch_optional(&self.pool)
+                        .await
+                        .map_err(db)?
+                        .map(|r| session(&r))
+                        .transpose()
+                }
+
+                async fn delete_session(&self, h: &TokenHash) -> StoreResult<()> {
+                    sql!("DELETE FROM sessions WHERE token_hash = $1")
+                        .bind(h.as_bytes().to_vec())
+                        .execute(&self.pool)
+                        .await
+                        .map_err(db)?;
+                    Ok(())
+                }
+            }
+
+            impl HealthCheck for $store {
+                async fn ping(&self) -> StoreResult<()> {
+                    sql!("SELECT 1").execute(&self.pool).await.map_err(db)?;
+                    Ok(())
+                }
+            }
+        };
+    };
+}

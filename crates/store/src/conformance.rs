@@ -1,0 +1,351 @@
+//! The behavioural suite every storage backend must pass. Each backend's tests call
+//! [`run_all`] with a fresh, empty store.
+//!
+//! The checks are about behaviour callers rely on (uniqueness, atomic outcomes, expiry filters),
+//! not about how a backend does it.
+
+use crate::*;
+use portcullis_domain::*;
+use time::{Duration, OffsetDateTime};
+
+fn t0() -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap()
+}
+
+/// Runs every check against `store`, which must be empty.
+pub async fn run_all<S: Store>(store: S) {
+    workspaces(&store).await;
+    users_and_memberships(&store).await;
+    clients(&store).await;
+    grants(&store).await;
+    pending_authorizations(&store).await;
+    codes_and_families(&store).await;
+    concurrent_redemption_has_one_winner(&store).await;
+    refresh_tokens(&store).await;
+    signing_keys_and_secrets(&store).await;
+    sessions(&store).await;
+    store.ping().await.expect("ping");
+}
+
+fn workspace(slug: &str) -> Workspace {
+    Workspace {
+        id: WorkspaceId::generate(),
+        slug: Slug::parse(slug).unwrap(),
+        name: format!("{slug} Inc"),
+        created_at: t0(),
+    }
+}
+
+fn user(email: &str) -> User {
+    User {
+        id: UserId::generate(),
+        email: Email::parse(email).unwrap(),
+        name: Some("Ada".into()),
+        password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
+        created_at: t0(),
+    }
+}
+
+fn client(ws: Option<&WorkspaceId>) -> Client {
+    Client {
+        id: ClientId::generate(),
+        name: "App".into(),
+        secret_hash: Some(TokenHash::of("pcl_cs_x")),
+        redirect_uris: vec![
+            RedirectUri::parse("https://app.example/cb").unwrap(),
+            RedirectUri::parse("http://127.0.0.1/cb").unwrap(),
+        ],
+        scopes: ScopeSet::parse("contacts:read openid").unwrap(),
+        grant_types: vec!["authorization_code".into(), "refresh_token".into()],
+        workspace_id: ws.cloned(),
+        created_at: t0(),
+    }
+}
+
+/// A workspace, user and client that other checks hang records on.
+async fn fixture<S: Store>(s: &S, tag: &str) -> (Workspace, User, Client) {
+    let w = workspace(&format!("fx-{tag}"));
+    s.insert_workspace(&w).await.unwrap();
+    let u = user(&format!("{tag}@fixture.example"));
+    s.insert_user(&u).await.unwrap();
+    let c = client(None);
+    s.insert_client(&c).await.unwrap();
+    (w, u, c)
+}
+
+async fn workspaces<S: Store>(s: &S) {
+    let a = workspace("acme");
+    s.insert_workspace(&a).await.unwrap();
+    assert_eq!(s.workspace_by_slug("acme").await.unwrap(), Some(a.clone()));
+    assert_eq!(s.workspace_by_id(&a.id).await.unwrap(), Some(a.clone()));
+    assert_eq!(s.workspace_by_slug("nope").await.unwrap(), None);
+
+    let dup = workspace("acme");
+    assert!(matches!(s.insert_workspace(&dup).await, Err(StoreError::Duplicate("slug"))));
+    assert_eq!(s.workspace_by_id(&dup.id).await.unwrap(), None, "a refused insert writes nothing");
+
+    s.insert_workspace(&workspace("beta")).await.unwrap();
+    let slugs: Vec<_> = s.list_workspaces().await.unwrap().into_iter().map(|w| w.slug.to_string()).collect();
+    assert_eq!(slugs, ["acme", "beta"]);
+}
+
+async fn users_and_memberships<S: Store>(s: &S) {
+    let u = user("ada@example.com");
+    s.insert_user(&u).await.unwrap();
+    let found = s.user_by_email(&Email::parse("ADA@example.com").unwrap()).await.unwrap();
+    assert_eq!(found, Some(u.clone()));
+    assert_eq!(s.user_by_id(&u.id).await.unwrap(), Some(u.clone()));
+    assert!(matches!(s.insert_user(&user("ada@example.com")).await, Err(StoreError::Duplicate("email"))));
+
+    let ws = s.workspace_by_slug("acme").await.unwrap().unwrap();
+    let mut m = Membership {
+        workspace_id: ws.id.clone(),
+        user_id: u.id.clone(),
+        permissions: ScopeSet::parse("contacts:read contacts:write").unwrap(),
+        created_at: t0(),
+        updated_at: t0(),
+    };
+    assert_eq!(s.put_membership(&m).await.unwrap(), MembershipWrite::Created);
+    m.permissions = ScopeSet::parse("contacts:read").unwrap();
+    m.updated_at = t0() + Duration::seconds(5);
+    assert_eq!(s.put_membership(&m).await.unwrap(), MembershipWrite::Updated);
+    let stored = s.membership(&ws.id, &u.id).await.unwrap().unwrap();
+    assert_eq!(stored.permissions.to_string(), "contacts:read");
+    assert_eq!(stored.created_at, t0(), "an update keeps created_at");
+
+    let beta = s.workspace_by_slug("beta").await.unwrap().unwrap();
+    m.workspace_id = beta.id.clone();
+    s.put_membership(&m).await.unwrap();
+    let of_user = s.memberships_of_user(&u.id).await.unwrap();
+    let slugs: Vec<_> = of_user.iter().map(|(w, _)| w.slug.as_str()).collect();
+    assert_eq!(slugs, ["acme", "beta"]);
+    let members = s.members_of_workspace(&ws.id).await.unwrap();
+    assert_eq!(members.len(), 1);
+    assert_eq!(members[0].0.id, u.id);
+
+    assert!(s.remove_membership(&beta.id, &u.id).await.unwrap());
+    assert!(!s.remove_membership(&beta.id, &u.id).await.unwrap());
+    assert_eq!(s.membership(&beta.id, &u.id).await.unwrap(), None);
+
+    let ghost = Membership { user_id: UserId::generate(), ..m };
+    assert!(s.put_membership(&ghost).await.is_err(), "membership of an unknown user is refused");
+}
+
+async fn clients<S: Store>(s: &S) {
+    let ws = s.workspace_by_slug("acme").await.unwrap().unwrap();
+    let c = client(Some(&ws.id));
+    s.insert_client(&c).await.unwrap();
+    assert_eq!(s.client_by_id(&c.id).await.unwrap(), Some(c.clone()));
+    let public = Client { id: ClientId::generate(), secret_hash: None, workspace_id: None, ..c.clone() };
+    s.insert_client(&public).await.unwrap();
+    let back = s.client_by_id(&public.id).await.unwrap().unwrap();
+    assert!(back.is_public());
+    assert!(back.allows_grant("refresh_token"));
+    assert!(!back.allows_grant("client_credentials"));
+    assert!(matches!(s.insert_client(&c).await, Err(StoreError::Duplicate(_))));
+    assert!(s.list_clients().await.unwrap().len() >= 2);
+    let orphan = Client { id: ClientId::generate(), workspace_id: Some(WorkspaceId::generate()), ..c };
+    assert!(matches!(s.insert_client(&orphan).await, Err(StoreError::MissingReference)));
+}
+
+async fn grants<S: Store>(s: &S) {
+    let (w, u, c) = fixture(s, "grants").await;
+    let g = Grant {
+        id: GrantId::generate(),
+        user_id: u.id.clone(),
+        client_id: c.id.clone(),
+        workspace_id: w.id.clone(),
+        scopes: ScopeSet::parse("contacts:read").unwrap(),
+        created_at: t0(),
+        updated_at: t0(),
+        revoked_at: None,
+    };
+    let first = s.upsert_grant(&g).await.unwrap();
+    assert_eq!(first, g);
+    let again = Grant {
+        id: GrantId::generate(),
+        scopes: ScopeSet::parse("contacts:read openid").unwrap(),
+        updated_at: t0() + Duration::seconds(9),
+        ..g.clone()
+    };
+    let merged = s.upsert_grant(&again).await.unwrap();
+    assert_eq!(merged.id, g.id, "one active grant per user, client and workspace");
+    assert_eq!(merged.scopes.to_string(), "contacts:read openid");
+    assert_eq!(merged.created_at, t0());
+    assert_eq!(s.grant_by_id(&g.id).await.unwrap(), Some(merged));
+    assert_eq!(s.grant_by_id(&again.id).await.unwrap(), None);
+
+    let other_ws = workspace("grants-two");
+    s.insert_workspace(&other_ws).await.unwrap();
+    let second = Grant { id: GrantId::generate(), workspace_id: other_ws.id.clone(), ..g.clone() };
+    assert_eq!(s.upsert_grant(&second).await.unwrap().id, second.id);
+    assert_eq!(s.active_grants(&u.id, &c.id).await.unwrap().len(), 2);
+}
+
+async fn pending_authorizations<S: Store>(s: &S) {
+    let p = PendingAuthorization {
+        id: "req-1".into(),
+        payload: r#"{"a":1}"#.into(),
+        created_at: t0(),
+        expires_at: t0() + Duration::minutes(10),
+    };
+    s.insert_pending(&p).await.unwrap();
+    assert_eq!(s.pending("req-1", t0()).await.unwrap(), Some(p.clone()));
+    assert_eq!(s.pending("req-1", t0() + Duration::minutes(10)).await.unwrap(), None, "expired");
+    assert_eq!(s.take_pending("req-1", t0() + Duration::minutes(11)).await.unwrap(), None);
+    assert_eq!(s.take_pending("req-1", t0()).await.unwrap(), Some(p));
+    assert_eq!(s.take_pending("req-1", t0()).await.unwrap(), None, "single use");
+}
+
+async fn code_fixture<S: Store>(s: &S, tag: &str) -> (AuthCode, TokenFamily) {
+    let (w, u, c) = fixture(s, tag).await;
+    let g = s
+        .upsert_grant(&Grant {
+            id: GrantId::generate(),
+            user_id: u.id.clone(),
+            client_id: c.id.clone(),
+            workspace_id: w.id.clone(),
+            scopes: ScopeSet::parse("contacts:read").unwrap(),
+            created_at: t0(),
+            updated_at: t0(),
+            revoked_at: None,
+        })
+        .await
+        .unwrap();
+    let family = TokenFamily {
+        id: FamilyId::generate(),
+        client_id: c.id.clone(),
+        user_id: Some(u.id.clone()),
+        workspace_id: w.id.clone(),
+        grant_id: Some(g.id.clone()),
+        created_at: t0(),
+        expires_at: t0() + Duration::days(90),
+        revoked_at: None,
+        revoked_reason: None,
+    };
+    let code = AuthCode {
+        hash: TokenHash::of(&format!("pcl_ac_{tag}")),
+        client_id: c.id,
+        user_id: u.id,
+        workspace_id: w.id,
+        grant_id: g.id,
+        family_id: family.id.clone(),
+        redirect_uri: "https://app.example/cb".into(),
+        redirect_uri_explicit: true,
+        code_challenge: "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM".into(),
+        scopes: ScopeSet::parse("contacts:read").unwrap(),
+        nonce: Some("n-0S6_WzA2Mj".into()),
+        auth_time: t0(),
+        created_at: t0(),
+        expires_at: t0() + Duration::seconds(60),
+        redeemed_at: None,
+    };
+    s.insert_code(&code, &family).await.unwrap();
+    (code, family)
+}
+
+async fn codes_and_families<S: Store>(s: &S) {
+    let (code, family) = code_fixture(s, "codes").await;
+    assert_eq!(s.code_by_hash(&code.hash).await.unwrap(), Some(code.clone()));
+    assert_eq!(s.family(&family.id).await.unwrap(), Some(family.clone()));
+
+    let later = t0() + Duration::seconds(3);
+    match s.redeem_code(&code.hash, later).await.unwrap() {
+        CodeRedemption::Redeemed(c) => assert_eq!(c.redeemed_at, Some(later)),
+        other => panic!("expected Redeemed, got {other:?}"),
+    }
+    assert_eq!(
+        s.redeem_code(&code.hash, later).await.unwrap(),
+        CodeRedemption::AlreadyRedeemed { family: family.id.clone() }
+    );
+    assert_eq!(s.redeem_code(&TokenHash::of("unknown"), later).await.unwrap(), CodeRedemption::NotFound);
+
+    assert!(s.revoke_family(&family.id, "code_replay", later).await.unwrap());
+    assert!(!s.revoke_family(&family.id, "again", later).await.unwrap(), "revoking twice is a no-op");
+    let revoked = s.family(&family.id).await.unwrap().unwrap();
+    assert_eq!(revoked.revoked_at, Some(later));
+    assert_eq!(revoked.revoked_reason.as_deref(), Some("code_replay"));
+    assert!(!s.revoke_family(&FamilyId::generate(), "x", later).await.unwrap());
+
+    // A code whose family cannot be stored is not stored either.
+    let (mut bad, mut fam) = code_fixture(s, "codes-atomic").await;
+    bad.hash = TokenHash::of("pcl_ac_atomic");
+    fam.client_id = ClientId::generate();
+    bad.family_id = FamilyId::generate();
+    fam.id = bad.family_id.clone();
+    assert!(s.insert_code(&bad, &fam).await.is_err());
+    assert_eq!(s.code_by_hash(&bad.hash).await.unwrap(), None);
+}
+
+async fn concurrent_redemption_has_one_winner<S: Store>(s: &S) {
+    let (code, _) = code_fixture(s, "race").await;
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let s = s.clone();
+        let h = code.hash.clone();
+        tasks.push(tokio::spawn(async move { s.redeem_code(&h, t0()).await.unwrap() }));
+    }
+    let mut winners = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            CodeRedemption::Redeemed(_) => winners += 1,
+            CodeRedemption::AlreadyRedeemed { .. } => {}
+            CodeRedemption::NotFound => panic!("code vanished"),
+        }
+    }
+    assert_eq!(winners, 1, "exactly one concurrent redemption wins");
+}
+
+async fn refresh_tokens<S: Store>(s: &S) {
+    let (code, family) = code_fixture(s, "refresh").await;
+    let t = RefreshToken {
+        hash: TokenHash::of("pcl_rt_1"),
+        family_id: family.id,
+        client_id: code.client_id,
+        scopes: code.scopes,
+        created_at: t0(),
+        expires_at: t0() + Duration::days(30),
+        consumed_at: None,
+    };
+    s.insert_refresh_token(&t).await.unwrap();
+    assert_eq!(s.refresh_token(&t.hash).await.unwrap(), Some(t.clone()));
+    assert!(s.insert_refresh_token(&t).await.is_err(), "hashes are unique");
+    assert_eq!(s.refresh_token(&TokenHash::of("nope")).await.unwrap(), None);
+}
+
+async fn signing_keys_and_secrets<S: Store>(s: &S) {
+    let k1 = SigningKey {
+        kid: KeyId::generate(),
+        alg: "ES256".into(),
+        private_key: "sealed".into(),
+        public_jwk: "{}".into(),
+        created_at: t0(),
+        active_from: t0(),
+        retired_at: None,
+    };
+    let k2 = SigningKey { kid: KeyId::generate(), created_at: t0() + Duration::hours(1), ..k1.clone() };
+    s.insert_signing_key(&k1).await.unwrap();
+    s.insert_signing_key(&k2).await.unwrap();
+    let keys = s.signing_keys().await.unwrap();
+    assert_eq!(keys.iter().map(|k| &k.kid).collect::<Vec<_>>(), [&k2.kid, &k1.kid], "newest first");
+    assert!(matches!(s.insert_signing_key(&k1).await, Err(StoreError::Duplicate(_))));
+
+    assert_eq!(s.server_secret("csrf", "first", t0()).await.unwrap(), "first");
+    assert_eq!(s.server_secret("csrf", "second", t0()).await.unwrap(), "first", "first writer wins");
+}
+
+async fn sessions<S: Store>(s: &S) {
+    let (_, u, _) = fixture(s, "sessions").await;
+    let sess = Session {
+        hash: TokenHash::of("pcl_ss_1"),
+        user_id: u.id,
+        auth_time: t0(),
+        created_at: t0(),
+        expires_at: t0() + Duration::hours(8),
+    };
+    s.insert_session(&sess).await.unwrap();
+    assert_eq!(s.session(&sess.hash, t0()).await.unwrap(), Some(sess.clone()));
+    assert_eq!(s.session(&sess.hash, t0() + Duration::hours(8)).await.unwrap(), None, "expired");
+    s.delete_session(&sess.hash).await.unwrap();
+    assert_eq!(s.session(&sess.hash, t0()).await.unwrap(), None);
+}

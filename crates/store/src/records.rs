@@ -1,0 +1,198 @@
+//! Records as stored. Validated domain types all the way down: a corrupt row fails to load
+//! instead of producing an invalid value.
+
+use portcullis_domain::{
+    ClientId, Email, FamilyId, GrantId, KeyId, RedirectUri, ScopeSet, Slug, TokenHash, UserId, WorkspaceId,
+};
+use time::OffsetDateTime;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Workspace {
+    pub id: WorkspaceId,
+    pub slug: Slug,
+    pub name: String,
+    pub created_at: OffsetDateTime,
+}
+
+#[derive(Clone, PartialEq)]
+pub struct User {
+    pub id: UserId,
+    pub email: Email,
+    pub name: Option<String>,
+    /// An Argon2id PHC string; never the password.
+    pub password_hash: String,
+    pub created_at: OffsetDateTime,
+}
+
+impl std::fmt::Debug for User {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("User")
+            .field("id", &self.id)
+            .field("email", &self.email)
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A user's permissions in one workspace: the most they can delegate there.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Membership {
+    pub workspace_id: WorkspaceId,
+    pub user_id: UserId,
+    pub permissions: ScopeSet,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+}
+
+/// Whether a membership write created or replaced a membership.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MembershipWrite {
+    Created,
+    Updated,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Client {
+    pub id: ClientId,
+    pub name: String,
+    /// `None` for public clients.
+    pub secret_hash: Option<TokenHash>,
+    pub redirect_uris: Vec<RedirectUri>,
+    /// The most this client may ever be granted.
+    pub scopes: ScopeSet,
+    pub grant_types: Vec<String>,
+    /// Set for a workspace's own (first-party or machine) clients; such a client is only ever
+    /// granted access to that workspace.
+    pub workspace_id: Option<WorkspaceId>,
+    pub created_at: OffsetDateTime,
+}
+
+impl Client {
+    pub fn is_public(&self) -> bool {
+        self.secret_hash.is_none()
+    }
+
+    pub fn allows_grant(&self, grant_type: &str) -> bool {
+        self.grant_types.iter().any(|g| g == grant_type)
+    }
+}
+
+/// One user's consent for one client in one workspace.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Grant {
+    pub id: GrantId,
+    pub user_id: UserId,
+    pub client_id: ClientId,
+    pub workspace_id: WorkspaceId,
+    pub scopes: ScopeSet,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+    pub revoked_at: Option<OffsetDateTime>,
+}
+
+/// A validated authorization request waiting for the user to sign in and consent. The payload is
+/// owned by the core (opaque JSON here), so the store need not change when the request grows.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PendingAuthorization {
+    pub id: String,
+    pub payload: String,
+    pub created_at: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
+}
+
+/// An authorization code, stored by hash and bound to everything RFC 6749 §4.1.3 and RFC 7636
+/// §4.6 check at redemption.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AuthCode {
+    pub hash: TokenHash,
+    pub client_id: ClientId,
+    pub user_id: UserId,
+    pub workspace_id: WorkspaceId,
+    pub grant_id: GrantId,
+    /// The family every token issued from this code belongs to; revoked if the code is replayed.
+    pub family_id: FamilyId,
+    pub redirect_uri: String,
+    /// Whether the authorization request carried `redirect_uri` (then the token request must too).
+    pub redirect_uri_explicit: bool,
+    /// `BASE64URL(SHA256(code_verifier))`, RFC 7636 §4.2 (S256 only).
+    pub code_challenge: String,
+    pub scopes: ScopeSet,
+    pub nonce: Option<String>,
+    pub auth_time: OffsetDateTime,
+    pub created_at: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
+    pub redeemed_at: Option<OffsetDateTime>,
+}
+
+/// Outcome of redeeming an authorization code, decided by one atomic statement.
+#[derive(Clone, Debug, PartialEq)]
+pub enum CodeRedemption {
+    /// This call consumed the code.
+    Redeemed(Box<AuthCode>),
+    /// The code was consumed before: a replay. The caller revokes `family`.
+    AlreadyRedeemed { family: FamilyId },
+    /// No such code (or it expired and was swept).
+    NotFound,
+}
+
+/// A chain of tokens descending from one authorization code; revoking it kills them all.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TokenFamily {
+    pub id: FamilyId,
+    pub client_id: ClientId,
+    pub user_id: Option<UserId>,
+    pub workspace_id: WorkspaceId,
+    pub grant_id: Option<GrantId>,
+    pub created_at: OffsetDateTime,
+    /// Absolute end of the family: no token of it is valid after this.
+    pub expires_at: OffsetDateTime,
+    pub revoked_at: Option<OffsetDateTime>,
+    pub revoked_reason: Option<String>,
+}
+
+/// A refresh token, stored by hash.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RefreshToken {
+    pub hash: TokenHash,
+    pub family_id: FamilyId,
+    pub client_id: ClientId,
+    pub scopes: ScopeSet,
+    pub created_at: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
+    pub consumed_at: Option<OffsetDateTime>,
+}
+
+/// A JWT signing key. `private_key` is PKCS#8, base64, possibly sealed with the key-encryption
+/// key (the core decides; the store only keeps text).
+#[derive(Clone, PartialEq)]
+pub struct SigningKey {
+    pub kid: KeyId,
+    pub alg: String,
+    pub private_key: String,
+    pub public_jwk: String,
+    pub created_at: OffsetDateTime,
+    /// Published from `created_at`; used for signing from `active_from`.
+    pub active_from: OffsetDateTime,
+    pub retired_at: Option<OffsetDateTime>,
+}
+
+impl std::fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SigningKey")
+            .field("kid", &self.kid)
+            .field("alg", &self.alg)
+            .field("active_from", &self.active_from)
+            .field("retired_at", &self.retired_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A signed-in browser session, stored by the hash of its cookie value.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Session {
+    pub hash: TokenHash,
+    pub user_id: UserId,
+    pub auth_time: OffsetDateTime,
+    pub created_at: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
+}
