@@ -1,0 +1,89 @@
+//! The context every core operation receives: storage, clock, settings, catalogue, keys.
+
+use crate::keys::{Keyring, Sealer};
+use crate::scopes::Catalogue;
+use crate::settings::Settings;
+use portcullis_domain::Clock;
+use portcullis_store::Store;
+use secrecy::SecretString;
+use std::sync::Arc;
+use time::OffsetDateTime;
+
+/// Shared, cheaply cloned handles. Generic over the store so the core never names a backend.
+pub struct Cx<S> {
+    pub store: S,
+    pub clock: Arc<dyn Clock>,
+    pub settings: Arc<Settings>,
+    pub catalogue: Arc<Catalogue>,
+    pub keys: Arc<Keyring>,
+    pub sealer: Arc<Sealer>,
+    /// HMAC key for CSRF tokens, shared by all replicas through the database.
+    pub csrf_key: Arc<[u8; 32]>,
+}
+
+impl<S: Clone> Clone for Cx<S> {
+    fn clone(&self) -> Self {
+        Self {
+            store: self.store.clone(),
+            clock: self.clock.clone(),
+            settings: self.settings.clone(),
+            catalogue: self.catalogue.clone(),
+            keys: self.keys.clone(),
+            sealer: self.sealer.clone(),
+            csrf_key: self.csrf_key.clone(),
+        }
+    }
+}
+
+impl<S: Store> Cx<S> {
+    /// Loads (creating on first start) the signing keys and the server secrets.
+    pub async fn init(
+        store: S,
+        clock: Arc<dyn Clock>,
+        settings: Settings,
+        catalogue: Catalogue,
+        key_encryption_key: Option<&SecretString>,
+    ) -> Result<Self, String> {
+        let sealer = Arc::new(Sealer::new(key_encryption_key)?);
+        let now = clock.now();
+        let keys = Arc::new(Keyring::new(sealer.clone()));
+        keys.load(&store, now).await?;
+        let csrf_key = server_key(&store, &sealer, "csrf", now).await?;
+        Ok(Self {
+            store,
+            clock,
+            settings: Arc::new(settings),
+            catalogue: Arc::new(catalogue),
+            keys,
+            sealer,
+            csrf_key: Arc::new(csrf_key),
+        })
+    }
+
+    pub fn now(&self) -> OffsetDateTime {
+        self.clock.now()
+    }
+}
+
+/// A 256-bit server key stored (sealed) in the database; the first replica creates it.
+async fn server_key<S: Store>(
+    store: &S,
+    sealer: &Sealer,
+    name: &str,
+    now: OffsetDateTime,
+) -> Result<[u8; 32], String> {
+    let mut fresh = [0u8; 32];
+    aws_lc_rs::rand::fill(&mut fresh).map_err(|_| "no randomness")?;
+    let aad = format!("server_secret:{name}");
+    let stored =
+        store.server_secret(name, &sealer.seal(&fresh, &aad), now).await.map_err(|e| e.to_string())?;
+    let bytes = sealer.open(&stored, &aad)?;
+    bytes.try_into().map_err(|_| format!("server secret {name} has the wrong length"))
+}
+
+/// Logs an internal failure with its detail and returns the generic `server_error` the client
+/// sees (design rule: internal detail never reaches a client).
+pub fn internal(e: impl std::fmt::Display) -> portcullis_proto::OAuthError {
+    tracing::error!(error = %e, "internal error");
+    portcullis_proto::OAuthError::server_error()
+}

@@ -1,0 +1,33 @@
+//! Portcullis protocol logic and rules. No axum and no sqlx here: functions take typed inputs, a
+//! [`Cx`] (generic over [`portcullis_store::Store`]) and return typed outcomes.
+//!
+//! # Layout
+//! - [`context`]: [`Cx`], the handles every operation receives (store, clock, settings, keys).
+//! - [`settings`]: issuer, audience and lifetimes.
+//! - [`oauth`]: authorization endpoint, consent, token endpoint with one module per grant,
+//!   token minting and live verification, userinfo, discovery.
+//! - [`sessions`]: sign-in and browser sessions; [`passwords`]: Argon2id; [`csrf`]: form tokens.
+//! - [`keys`]: signing keys (generation, sealing at rest, JWKS, sign/verify).
+//! - [`scopes`]: the scope catalogue (built-in messaging-CRM default, replaceable by a file).
+//! - [`admin`]: workspaces, users, members and clients, as used by the CLI.
+//!
+//! # Decisions
+//! - OAuth endpoints speak only [`portcullis_proto::OAuthError`]; internal failures are logged
+//!   with their detail and surface as a generic `server_error` ([`context::internal`]).
+//! - Time comes from the [`portcullis_domain::Clock`] in the context; JWT time claims are checked
+//!   here against it, not by the JWT library against the wall clock.
+//! - Security decisions that race (code redemption, consent submission) are made by single atomic
+//!   store operations whose outcome is an enum.
+
+pub mod admin;
+pub mod context;
+pub mod csrf;
+pub mod keys;
+pub mod oauth;
+pub mod passwords;
+pub mod scopes;
+pub mod sessions;
+pub mod settings;
+
+pub use context::Cx;
+pub use settings::Settings;

@@ -1,0 +1,32 @@
+//! Client authentication at the token endpoint (RFC 6749 §2.3, §3.2.1).
+//!
+//! Client secrets are 256 random bits, so they are stored as SHA-256 and compared in constant
+//! time: a slow password hash would add latency on every token request and protect nothing, since
+//! there is no low-entropy input to brute-force.
+
+use crate::context::{Cx, internal};
+use portcullis_domain::{ClientId, TokenHash};
+use portcullis_proto::{ClientAuth, OAuthError};
+use portcullis_store::{Client, Store};
+
+/// Identifies and authenticates the client. Every failure is `invalid_client` with the same
+/// text, so the response does not reveal whether the client exists.
+pub async fn authenticate<S: Store>(cx: &Cx<S>, auth: &ClientAuth) -> Result<Client, OAuthError> {
+    let fail = || OAuthError::invalid_client("client authentication failed");
+    let client = cx.store.client_by_id(&ClientId::from_string(auth.client_id())).await.map_err(internal)?;
+    let Some(client) = client else { return Err(fail()) };
+    match (auth, &client.secret_hash) {
+        (ClientAuth::Basic { secret, .. } | ClientAuth::Post { secret, .. }, Some(stored)) => {
+            if TokenHash::of(secret).ct_eq(stored) {
+                Ok(client)
+            } else {
+                Err(fail())
+            }
+        }
+        (ClientAuth::None { .. }, None) => Ok(client),
+        (ClientAuth::None { .. }, Some(_)) => {
+            Err(OAuthError::invalid_client("this client must authenticate with its secret"))
+        }
+        (_, None) => Err(OAuthError::invalid_client("this public client has no secret; send only client_id")),
+    }
+}

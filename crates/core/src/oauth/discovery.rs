@@ -1,0 +1,51 @@
+//! The authorization server metadata (RFC 8414), which is also the OpenID Connect discovery
+//! document. Endpoint URLs come from the HTTP layer's single paths module; what we support comes
+//! from the code that implements it.
+
+use crate::admin::SUPPORTED_GRANT_TYPES;
+use crate::scopes::Catalogue;
+use crate::settings::Settings;
+use portcullis_proto::metadata::ServerMetadata;
+
+/// Absolute URLs of the endpoints, built by the HTTP layer from its paths module.
+pub struct Endpoints {
+    pub authorization: String,
+    pub token: String,
+    pub jwks: String,
+    pub userinfo: String,
+}
+
+pub fn metadata(settings: &Settings, catalogue: &Catalogue, e: Endpoints) -> ServerMetadata {
+    ServerMetadata {
+        issuer: settings.issuer.clone(),
+        authorization_endpoint: e.authorization,
+        token_endpoint: e.token,
+        jwks_uri: e.jwks,
+        userinfo_endpoint: e.userinfo,
+        scopes_supported: catalogue.oauth_scopes(),
+        response_types_supported: vec!["code"],
+        response_modes_supported: vec!["query"],
+        grant_types_supported: SUPPORTED_GRANT_TYPES.to_vec(),
+        token_endpoint_auth_methods_supported: vec!["client_secret_basic", "client_secret_post", "none"],
+        code_challenge_methods_supported: vec!["S256"],
+        authorization_response_iss_parameter_supported: true,
+        prompt_values_supported: vec!["none", "login", "consent", "select_account"],
+        subject_types_supported: vec!["public"],
+        id_token_signing_alg_values_supported: vec!["ES256"],
+        claims_supported: vec![
+            "sub",
+            "iss",
+            "aud",
+            "exp",
+            "iat",
+            "auth_time",
+            "nonce",
+            "azp",
+            "at_hash",
+            "email",
+            "name",
+        ],
+        request_parameter_supported: false,
+        request_uri_parameter_supported: false,
+    }
+}

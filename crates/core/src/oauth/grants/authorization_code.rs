@@ -1,0 +1,131 @@
+//! The authorization code grant (RFC 6749 §4.1.3, RFC 7636 §4.5–4.6, OAuth 2.1 §4.1.3).
+
+use crate::context::{Cx, internal};
+use crate::oauth::pkce;
+use crate::oauth::tokens::{UserTokens, issue_user_tokens};
+use portcullis_domain::{FamilyId, TokenHash};
+use portcullis_proto::token::GRANT_REFRESH_TOKEN;
+use portcullis_proto::{OAuthError, TokenResponse};
+use portcullis_store::{AuthCode, Client, CodeRedemption, Store};
+
+pub struct Params {
+    pub code: String,
+    pub redirect_uri: Option<String>,
+    pub code_verifier: Option<String>,
+}
+
+/// One message for every unusable code, so a client learns nothing about other clients' codes.
+fn bad_code() -> OAuthError {
+    OAuthError::invalid_grant("the authorization code is invalid, expired or already used")
+}
+
+pub async fn exchange<S: Store>(cx: &Cx<S>, client: &Client, p: Params) -> Result<TokenResponse, OAuthError> {
+    let hash = TokenHash::of(&p.code);
+    let code = cx.store.code_by_hash(&hash).await.map_err(internal)?.ok_or_else(bad_code)?;
+
+    // RFC 6749 §4.1.2: "If an authorization code is used more than once, the authorization server
+    // MUST deny the request and SHOULD revoke (when possible) all tokens previously issued based
+    // on that authorization code."
+    if code.redeemed_at.is_some() {
+        return Err(replay(cx, &code.family_id).await);
+    }
+    check_bindings(cx, client, &code, &p)?;
+
+    // Consume in one conditional update: of concurrent redemptions exactly one wins, and a loser
+    // is a replay like any other.
+    let code = match cx.store.redeem_code(&hash, cx.now()).await.map_err(internal)? {
+        CodeRedemption::Redeemed(c) => *c,
+        CodeRedemption::AlreadyRedeemed { family } => return Err(replay(cx, &family).await),
+        CodeRedemption::NotFound => return Err(bad_code()),
+    };
+
+    let family = cx.store.family(&code.family_id).await.map_err(internal)?.ok_or_else(bad_code)?;
+    if family.revoked_at.is_some() {
+        return Err(bad_code());
+    }
+    let grant = cx.store.grant_by_id(&code.grant_id).await.map_err(internal)?;
+    if grant.is_none_or(|g| g.revoked_at.is_some()) {
+        return Err(OAuthError::invalid_grant("the user's consent was revoked"));
+    }
+    let user = cx.store.user_by_id(&code.user_id).await.map_err(internal)?.ok_or_else(bad_code)?;
+    // Permissions are checked again now: consent does not outlive membership.
+    let membership = cx
+        .store
+        .membership(&code.workspace_id, &code.user_id)
+        .await
+        .map_err(internal)?
+        .ok_or_else(|| OAuthError::invalid_grant("the user is no longer a member of the workspace"))?;
+    let scopes = cx.catalogue.delegable(&code.scopes, &membership.permissions);
+    if scopes.is_empty() {
+        return Err(OAuthError::invalid_grant("the user no longer holds any of the granted permissions"));
+    }
+
+    issue_user_tokens(
+        cx,
+        UserTokens {
+            client,
+            user: &user,
+            workspace_id: &code.workspace_id,
+            grant_id: &code.grant_id,
+            family: &family,
+            scopes: &scopes,
+            auth_time: code.auth_time,
+            nonce: code.nonce.as_deref(),
+            with_refresh_token: client.allows_grant(GRANT_REFRESH_TOKEN) || scopes.contains("offline_access"),
+        },
+    )
+    .await
+}
+
+/// Checks what the code is bound to, without consuming it: a request that fails here changes
+/// nothing, so a stolen code presented by the wrong client cannot burn the legitimate client's.
+fn check_bindings<S: Store>(
+    cx: &Cx<S>,
+    client: &Client,
+    code: &AuthCode,
+    p: &Params,
+) -> Result<(), OAuthError> {
+    // RFC 6749 §4.1.3: "ensure that the authorization code was issued to the authenticated
+    // confidential client, or if the client is public, ensure that the code was issued to
+    // "client_id" in the request".
+    if code.client_id != client.id {
+        return Err(bad_code());
+    }
+    if cx.now() >= code.expires_at {
+        return Err(bad_code());
+    }
+    // RFC 6749 §4.1.3: redirect_uri is required if it was in the authorization request, and the
+    // values must be identical.
+    match (&p.redirect_uri, code.redirect_uri_explicit) {
+        (Some(r), _) if *r == code.redirect_uri => {}
+        (None, false) => {}
+        (None, true) => {
+            return Err(OAuthError::invalid_grant(
+                "redirect_uri is required because the authorization request included it",
+            ));
+        }
+        (Some(_), _) => {
+            return Err(OAuthError::invalid_grant("redirect_uri does not match the authorization request"));
+        }
+    }
+    // RFC 7636 §4.6 (S256 only).
+    let Some(verifier) = &p.code_verifier else {
+        return Err(OAuthError::invalid_grant("code_verifier is required (PKCE)"));
+    };
+    if !pkce::verify(verifier, &code.code_challenge) {
+        return Err(OAuthError::invalid_grant("the code_verifier does not match the code_challenge"));
+    }
+    Ok(())
+}
+
+/// A replayed code: revoke every token issued from it, committed before the error is returned.
+async fn replay<S: Store>(cx: &Cx<S>, family: &FamilyId) -> OAuthError {
+    match cx.store.revoke_family(family, "authorization_code_reused", cx.now()).await {
+        Ok(revoked) => tracing::warn!(
+            event = "authorization_code_replay", family_id = %family, revoked,
+            "authorization code used twice; its tokens are revoked"
+        ),
+        Err(e) => return internal(e),
+    }
+    bad_code()
+}

@@ -1,0 +1,3 @@
+//! One module per grant type, each exposing `exchange(cx, client, params)`.
+
+pub mod authorization_code;

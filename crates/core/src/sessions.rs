@@ -1,0 +1,76 @@
+//! Sign-in and browser sessions. A session is a random cookie value; only its hash is stored.
+
+use crate::context::{Cx, internal};
+use crate::passwords;
+use portcullis_domain::secret::prefix;
+use portcullis_domain::{Email, TokenHash, random_token};
+use portcullis_store::{Session, Store, User};
+use secrecy::{ExposeSecret, SecretString};
+
+/// A successful sign-in: the cookie value (secret) and the stored session.
+pub struct SignedIn {
+    pub cookie_value: SecretString,
+    pub session: Session,
+    pub user: User,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoginError {
+    /// Wrong email or password; deliberately does not say which.
+    #[error("the email or password is incorrect")]
+    InvalidCredentials,
+    #[error("the server could not complete the sign-in")]
+    Internal,
+}
+
+/// Verifies the credentials and opens a session. An unknown email costs the same time as a wrong
+/// password.
+pub async fn login<S: Store>(
+    cx: &Cx<S>,
+    email: &str,
+    password: SecretString,
+) -> Result<SignedIn, LoginError> {
+    let user = match Email::parse(email) {
+        Ok(e) => cx.store.user_by_email(&e).await.map_err(|e| {
+            internal(e);
+            LoginError::Internal
+        })?,
+        Err(_) => None,
+    };
+    let ok = passwords::verify(password, user.as_ref().map(|u| u.password_hash.clone())).await;
+    let Some(user) = user.filter(|_| ok) else {
+        tracing::info!(event = "login_failed", "sign-in failed");
+        return Err(LoginError::InvalidCredentials);
+    };
+    let now = cx.now();
+    let cookie_value = random_token(prefix::SESSION);
+    let session = Session {
+        hash: TokenHash::of(cookie_value.expose_secret()),
+        user_id: user.id.clone(),
+        auth_time: now,
+        created_at: now,
+        expires_at: now + cx.settings.session_ttl,
+    };
+    cx.store.insert_session(&session).await.map_err(|e| {
+        internal(e);
+        LoginError::Internal
+    })?;
+    tracing::info!(event = "login_succeeded", user_id = %user.id, "signed in");
+    Ok(SignedIn { cookie_value, session, user })
+}
+
+/// The live session for a cookie value, if any.
+pub async fn current<S: Store>(
+    cx: &Cx<S>,
+    cookie_value: &str,
+) -> Result<Option<Session>, portcullis_proto::OAuthError> {
+    if !cookie_value.starts_with(prefix::SESSION) {
+        return Ok(None);
+    }
+    cx.store.session(&TokenHash::of(cookie_value), cx.now()).await.map_err(internal)
+}
+
+/// Ends a session (sign-out).
+pub async fn logout<S: Store>(cx: &Cx<S>, cookie_value: &str) -> Result<(), portcullis_proto::OAuthError> {
+    cx.store.delete_session(&TokenHash::of(cookie_value)).await.map_err(internal)
+}

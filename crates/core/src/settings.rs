@@ -1,0 +1,59 @@
+//! Protocol settings the core needs (the server crate builds them from flags, env and file).
+
+use time::Duration;
+
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// The issuer identifier (RFC 8414 §2): an https (or loopback http) URL without a trailing
+    /// slash, query or fragment. Every endpoint URL is derived from it.
+    pub issuer: String,
+    /// The `aud` of access tokens when the request names no resource.
+    pub audience: String,
+    pub access_token_ttl: Duration,
+    pub refresh_token_idle_ttl: Duration,
+    pub refresh_token_absolute_ttl: Duration,
+    /// How long a browser session lasts after sign-in.
+    pub session_ttl: Duration,
+    /// How long a user has to sign in and consent once an app sent them to us.
+    pub authorization_request_ttl: Duration,
+}
+
+/// Authorization codes live 60 seconds (RFC 6749 §4.1.2 recommends at most 10 minutes; shorter is
+/// safer and clients redeem immediately).
+pub const CODE_TTL: Duration = Duration::seconds(60);
+
+impl Settings {
+    /// Defaults for `issuer`: 15 min access tokens, refresh 30 days idle / 90 days absolute,
+    /// 12 h sessions, 10 min to complete an authorization.
+    pub fn new(issuer: impl Into<String>) -> Self {
+        let issuer = issuer.into().trim_end_matches('/').to_owned();
+        Self {
+            audience: format!("{issuer}/api"),
+            issuer,
+            access_token_ttl: Duration::minutes(15),
+            refresh_token_idle_ttl: Duration::days(30),
+            refresh_token_absolute_ttl: Duration::days(90),
+            session_ttl: Duration::hours(12),
+            authorization_request_ttl: Duration::minutes(10),
+        }
+    }
+
+    /// Cookies get `Secure` when the issuer is https.
+    pub fn secure_cookies(&self) -> bool {
+        self.issuer.starts_with("https://")
+    }
+}
+
+/// Checks an issuer URL: absolute http(s), no query or fragment (RFC 8414 §2); plain http only
+/// for loopback hosts unless `allow_insecure` (development behind a TLS-terminating proxy is the
+/// usual reason, and then the proxy's https URL should be the issuer anyway).
+pub fn validate_issuer(issuer: &str) -> Result<(), String> {
+    let url = url::Url::parse(issuer).map_err(|_| format!("issuer {issuer:?} is not a URL"))?;
+    if url.query().is_some() || url.fragment().is_some() || issuer.contains('?') {
+        return Err(format!("issuer {issuer:?} must not have a query or fragment (RFC 8414 §2)"));
+    }
+    match url.scheme() {
+        "https" | "http" => Ok(()),
+        _ => Err(format!("issuer {issuer:?} must be an http(s) URL")),
+    }
+}
