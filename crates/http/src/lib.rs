@@ -1,0 +1,63 @@
+//! The axum adapter of Portcullis: parses HTTP into core types once, at the edge, and renders
+//! core outcomes as HTTP.
+//!
+//! # Layout
+//! - [`paths`]: every path we serve; the router and the discovery documents both use it.
+//! - [`routes`]: handlers — [`routes::browser`] (authorize, sign-in, consent, sign-out pages),
+//!   [`routes::token`] (token endpoint), [`routes::meta`] (discovery, JWKS, userinfo, health).
+//! - [`responses`]: OAuth JSON errors, RFC 6750 challenges, pages with security headers, 303s.
+//! - [`cookies`]: the session and CSRF cookies.
+//!
+//! # Decisions
+//! - Handlers read raw bodies and parse them with [`portcullis_proto::Params`], so a malformed
+//!   request is an OAuth `invalid_request`, never a framework 422.
+//! - Logs carry method, path (never the query: it can hold codes and state) and a request id.
+
+pub mod cookies;
+pub mod paths;
+pub mod responses;
+pub mod routes;
+
+use axum::Router;
+use axum::http::{HeaderName, HeaderValue, Request, header};
+use axum::routing::{get, post};
+use portcullis_core::Cx;
+use portcullis_store::Store;
+use std::time::Duration;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The complete application router.
+pub fn router<S: Store>(cx: Cx<S>) -> Router {
+    use routes::{browser, meta, token};
+    Router::new()
+        .route(paths::HEALTHZ, get(meta::healthz::<S>))
+        .route(paths::AS_METADATA, get(meta::metadata::<S>))
+        .route(paths::OIDC_METADATA, get(meta::metadata::<S>))
+        .route(paths::JWKS, get(meta::jwks::<S>))
+        .route(paths::AUTHORIZE, get(browser::authorize::<S>).post(browser::authorize::<S>))
+        .route(paths::LOGIN, get(browser::login_page::<S>).post(browser::login_submit::<S>))
+        .route(paths::CONSENT, get(browser::consent_page::<S>).post(browser::consent_submit::<S>))
+        .route(paths::LOGOUT, post(browser::logout::<S>))
+        .route(paths::TOKEN, post(token::token::<S>).fallback(token::wrong_method))
+        .route(paths::USERINFO, get(meta::userinfo::<S>).post(meta::userinfo::<S>))
+        .with_state(cx)
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            Duration::from_secs(30),
+        ))
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
+            let id = req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("-");
+            tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+        }))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+}

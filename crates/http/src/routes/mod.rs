@@ -1,0 +1,5 @@
+//! The router: every route, built from [`crate::paths`].
+
+pub mod browser;
+pub mod meta;
+pub mod token;

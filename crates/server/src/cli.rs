@@ -1,0 +1,395 @@
+//! The command line: `serve` and the admin commands. Admin commands open the same database as
+//! `serve` (same `--database-url`), print human-readable text, or one JSON object with `--json`,
+//! and on bad input exit non-zero with one line on stderr, having changed nothing.
+
+use crate::config::{self, Config, GlobalArgs, LogFormat, ServeArgs};
+use crate::{Application, backend, shutdown_signal, with_store};
+use clap::{Parser, Subcommand};
+use portcullis_core::Cx;
+use portcullis_core::admin::{Admin, NewClient};
+use portcullis_domain::SystemClock;
+use portcullis_store::{Client, Store, Workspace};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{Value, json};
+use std::io::Read;
+use std::sync::Arc;
+use time::format_description::well_known::Rfc3339;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "portcullis",
+    version,
+    about = "Portcullis: OAuth 2.1, API keys and service tokens for multi-tenant SaaS"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the server (stops gracefully on SIGINT/SIGTERM).
+    Serve(ServeArgs),
+    /// Workspaces (tenants).
+    #[command(subcommand)]
+    Workspace(WorkspaceCmd),
+    /// Users who sign in.
+    #[command(subcommand)]
+    User(UserCmd),
+    /// Users' permissions in workspaces.
+    #[command(subcommand)]
+    Member(MemberCmd),
+    /// OAuth clients (apps).
+    #[command(subcommand)]
+    Client(ClientCmd),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum WorkspaceCmd {
+    /// Create a workspace.
+    Create {
+        /// Lower-case letters, digits and hyphens, e.g. acme.
+        slug: String,
+        /// Display name (defaults to the slug).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List workspaces.
+    List,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum UserCmd {
+    /// Create a user; the password is read from standard input.
+    Create {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        name: Option<String>,
+        /// Read the password from stdin (required: passwords never go on the command line).
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
+    /// List users.
+    List,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum MemberCmd {
+    /// Give a user permissions in a workspace (replacing any they had there).
+    Add {
+        #[arg(long)]
+        workspace: String,
+        #[arg(long)]
+        email: String,
+        /// Space-separated scopes the user may delegate in this workspace.
+        #[arg(long)]
+        permissions: String,
+    },
+    /// Remove a user from a workspace.
+    Remove {
+        #[arg(long)]
+        workspace: String,
+        #[arg(long)]
+        email: String,
+    },
+    /// List a workspace's members.
+    List {
+        #[arg(long)]
+        workspace: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ClientCmd {
+    /// Register an OAuth client. A confidential client's secret is printed once.
+    Create {
+        #[arg(long)]
+        name: String,
+        /// Registered redirect URI (repeatable); compared by exact string match.
+        #[arg(long = "redirect-uri", value_name = "URI")]
+        redirect_uris: Vec<String>,
+        /// Space-separated scopes the client may ever be granted.
+        #[arg(long)]
+        scope: String,
+        /// Allowed grant type (repeatable; default authorization_code and refresh_token).
+        #[arg(long = "grant-type", value_name = "TYPE")]
+        grant_types: Vec<String>,
+        /// A public client (no secret; e.g. a native or single-page app).
+        #[arg(long)]
+        public: bool,
+        /// Bind the client to one workspace (it can only ever be granted that workspace).
+        #[arg(long, value_name = "SLUG")]
+        workspace: Option<String>,
+    },
+    /// List clients.
+    List,
+}
+
+/// Runs a parsed command line.
+pub async fn run(cli: Cli) -> Result<(), String> {
+    let file = config::load_file(cli.global.config.as_deref())?;
+    let kek = std::env::var("PORTCULLIS_KEY_ENCRYPTION_KEY").ok().filter(|v| !v.is_empty());
+    match cli.command {
+        Command::Serve(serve_args) => {
+            let cfg = config::resolve(&cli.global, &serve_args, file, kek)?;
+            init_logging(Some(cfg.log_format));
+            let backend = backend::open(&cfg.database_url).await?;
+            with_store!(backend, |store| serve(store, cfg).await)
+        }
+        cmd => {
+            init_logging(None);
+            let cfg = config::resolve(&cli.global, &ServeArgs::default(), file, kek)?;
+            let catalogue = Arc::new(cfg.catalogue()?);
+            let backend = backend::open(&cfg.database_url).await?;
+            let json = cli.global.json;
+            with_store!(backend, |store| {
+                let admin = Admin::new(store, Arc::new(SystemClock), catalogue);
+                run_admin(&admin, &cmd, json).await
+            })
+        }
+    }
+}
+
+async fn serve<S: Store>(store: S, mut cfg: Config) -> Result<(), String> {
+    let catalogue = cfg.catalogue()?;
+    let listener = tokio::net::TcpListener::bind(&cfg.bind)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", cfg.bind))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    if !cfg.issuer_configured {
+        // `--bind 127.0.0.1:0` picks a free port; the default issuer names the real one.
+        cfg.issuer = format!("http://{addr}");
+    }
+    let cx =
+        Cx::init(store, Arc::new(SystemClock), cfg.settings(), catalogue, cfg.key_encryption_key.as_ref())
+            .await?;
+    if !cx.sealer.is_sealing() {
+        tracing::warn!("no key-encryption key configured: signing keys are stored unencrypted");
+    }
+    let app = Application::build(cx, listener);
+    tracing::info!(%addr, issuer = %cfg.issuer, database = %redact(&cfg.database_url), "portcullis listening");
+    app.run_until(shutdown_signal()).await.map_err(|e| e.to_string())?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// The database URL without its password, for logs.
+fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
+fn init_logging(format: Option<LogFormat>) {
+    use tracing_subscriber::EnvFilter;
+    let default = if format.is_some() { "info,sqlx=warn" } else { "warn" };
+    let filter = std::env::var("PORTCULLIS_LOG")
+        .ok()
+        .and_then(|v| EnvFilter::try_new(v).ok())
+        .unwrap_or_else(|| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match format {
+        Some(LogFormat::Json) => builder.json().flatten_event(true).with_current_span(true).try_init(),
+        _ => builder.compact().try_init(),
+    };
+}
+
+/// RFC 3339 at whole seconds, the precision timestamps are stored with.
+fn ts(t: time::OffsetDateTime) -> String {
+    t.replace_nanosecond(0).unwrap_or(t).format(&Rfc3339).unwrap_or_default()
+}
+
+fn workspace_json(w: &Workspace) -> Value {
+    json!({ "id": w.id, "slug": w.slug, "name": w.name, "created_at": ts(w.created_at) })
+}
+
+fn client_json(c: &Client, workspace: Option<&Workspace>) -> Value {
+    json!({
+        "client_id": c.id,
+        "name": c.name,
+        "public": c.is_public(),
+        "token_endpoint_auth_method": if c.is_public() { "none" } else { "client_secret_basic" },
+        "redirect_uris": c.redirect_uris,
+        "scope": c.scopes,
+        "grant_types": c.grant_types,
+        "workspace": workspace.map(|w| w.slug.to_string()),
+        "workspace_id": c.workspace_id,
+        "created_at": ts(c.created_at),
+    })
+}
+
+/// Output: one JSON object with `--json`, text otherwise.
+fn emit(json: bool, value: Value, human: String) {
+    if json {
+        println!("{value}");
+    } else {
+        println!("{human}");
+    }
+}
+
+fn read_password() -> Result<SecretString, String> {
+    let mut buf = String::new();
+    std::io::stdin()
+        .read_to_string(&mut buf)
+        .map_err(|e| format!("cannot read the password from stdin: {e}"))?;
+    let pw = buf.strip_suffix('\n').map(|s| s.strip_suffix('\r').unwrap_or(s)).unwrap_or(&buf);
+    Ok(SecretString::from(pw.to_owned()))
+}
+
+pub async fn run_admin<S: Store>(admin: &Admin<S>, cmd: &Command, json: bool) -> Result<(), String> {
+    let e = |e: portcullis_core::admin::AdminError| e.to_string();
+    match cmd {
+        Command::Serve(_) => unreachable!("serve is handled by run"),
+        Command::Workspace(WorkspaceCmd::Create { slug, name }) => {
+            let w = admin.create_workspace(slug, name.as_deref()).await.map_err(e)?;
+            emit(
+                json,
+                workspace_json(&w),
+                format!("Created workspace {} ({}) with id {}", w.slug, w.name, w.id),
+            );
+        }
+        Command::Workspace(WorkspaceCmd::List) => {
+            let ws = admin.list_workspaces().await.map_err(e)?;
+            let human = if ws.is_empty() {
+                "No workspaces.".to_owned()
+            } else {
+                ws.iter()
+                    .map(|w| format!("{:<24} {:<32} {}", w.slug, w.name, w.id))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            };
+            emit(json, json!({ "workspaces": ws.iter().map(workspace_json).collect::<Vec<_>>() }), human);
+        }
+        Command::User(UserCmd::Create { email, name, password_stdin: _ }) => {
+            let pw = read_password()?;
+            let u = admin.create_user(email, name.as_deref(), pw).await.map_err(e)?;
+            emit(
+                json,
+                json!({ "id": u.id, "email": u.email, "name": u.name }),
+                format!("Created user {} with id {}", u.email, u.id),
+            );
+        }
+        Command::User(UserCmd::List) => {
+            let us = admin.list_users().await.map_err(e)?;
+            let human = if us.is_empty() {
+                "No users.".to_owned()
+            } else {
+                us.iter()
+                    .map(|u| format!("{:<32} {:<24} {}", u.email, u.name.as_deref().unwrap_or("-"), u.id))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            };
+            let v: Vec<Value> = us
+                .iter()
+                .map(|u| json!({ "id": u.id, "email": u.email, "name": u.name, "created_at": ts(u.created_at) }))
+                .collect();
+            emit(json, json!({ "users": v }), human);
+        }
+        Command::Member(MemberCmd::Add { workspace, email, permissions }) => {
+            let (w, u, m, write) = admin.add_member(workspace, email, permissions).await.map_err(e)?;
+            let created = write == portcullis_store::MembershipWrite::Created;
+            emit(
+                json,
+                json!({
+                    "workspace": w.slug, "workspace_id": w.id, "user_id": u.id, "email": u.email,
+                    "permissions": m.permissions, "created": created,
+                }),
+                format!(
+                    "{} {} in {} with permissions: {}",
+                    if created { "Added" } else { "Updated" },
+                    u.email,
+                    w.slug,
+                    m.permissions
+                ),
+            );
+        }
+        Command::Member(MemberCmd::Remove { workspace, email }) => {
+            admin.remove_member(workspace, email).await.map_err(e)?;
+            emit(
+                json,
+                json!({ "workspace": workspace, "email": email, "removed": true }),
+                format!("Removed {email} from {workspace}"),
+            );
+        }
+        Command::Member(MemberCmd::List { workspace }) => {
+            let (w, members) = admin.list_members(workspace).await.map_err(e)?;
+            let human = if members.is_empty() {
+                format!("{} has no members.", w.slug)
+            } else {
+                members
+                    .iter()
+                    .map(|(u, m)| format!("{:<32} {}", u.email, m.permissions))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            };
+            let v: Vec<Value> = members
+                .iter()
+                .map(|(u, m)| json!({ "user_id": u.id, "email": u.email, "name": u.name, "permissions": m.permissions }))
+                .collect();
+            emit(json, json!({ "workspace": w.slug, "members": v }), human);
+        }
+        Command::Client(ClientCmd::Create { name, redirect_uris, scope, grant_types, public, workspace }) => {
+            let created = admin
+                .create_client(NewClient {
+                    name: name.clone(),
+                    redirect_uris: redirect_uris.clone(),
+                    scope: scope.clone(),
+                    grant_types: grant_types.clone(),
+                    public: *public,
+                    workspace: workspace.clone(),
+                })
+                .await
+                .map_err(e)?;
+            let ws = match &workspace {
+                Some(slug) => Some(admin.workspace(slug).await.map_err(e)?),
+                None => None,
+            };
+            let c = &created.client;
+            let mut v = client_json(c, ws.as_ref());
+            let mut human = format!(
+                "Created {} client {:?}\n  client_id:     {}\n  scope:         {}\n  redirect_uris: {}",
+                if c.is_public() { "public" } else { "confidential" },
+                c.name,
+                c.id,
+                c.scopes,
+                c.redirect_uris.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(" ")
+            );
+            if let Some(secret) = &created.secret {
+                v["client_secret"] = Value::String(secret.expose_secret().to_owned());
+                human.push_str(&format!(
+                    "\n  client_secret: {}\nStore the secret now: it is shown only once and cannot be recovered.",
+                    secret.expose_secret()
+                ));
+            }
+            emit(json, v, human);
+        }
+        Command::Client(ClientCmd::List) => {
+            let cs = admin.list_clients().await.map_err(e)?;
+            let human = if cs.is_empty() {
+                "No clients.".to_owned()
+            } else {
+                cs.iter()
+                    .map(|c| {
+                        format!(
+                            "{:<40} {:<24} {}",
+                            c.id,
+                            c.name,
+                            if c.is_public() { "public" } else { "confidential" }
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            };
+            let v: Vec<Value> = cs.iter().map(|c| client_json(c, None)).collect();
+            emit(json, json!({ "clients": v }), human);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,248 @@
+//! Configuration: command-line flags > environment variables > TOML file > defaults.
+//!
+//! clap resolves flags over their `PORTCULLIS_*` variables; [`resolve`] then fills what is still
+//! unset from the file, then from the defaults.
+
+use clap::Args;
+use secrecy::SecretString;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use time::Duration;
+
+/// Settings shared by every command (the admin CLI works on the same database as `serve`).
+#[derive(Args, Debug, Clone, Default)]
+pub struct GlobalArgs {
+    /// TOML configuration file.
+    #[arg(long, global = true, env = "PORTCULLIS_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Database URL: sqlite://FILE (default sqlite://portcullis.db) or postgres://…
+    #[arg(long, global = true, env = "PORTCULLIS_DATABASE_URL", value_name = "URL")]
+    pub database_url: Option<String>,
+    /// A scope catalogue file replacing the built-in one.
+    #[arg(long, global = true, env = "PORTCULLIS_SCOPE_CATALOGUE", value_name = "FILE")]
+    pub scope_catalogue: Option<PathBuf>,
+    /// Print one JSON object on stdout instead of human-readable text.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+/// Settings of `portcullis serve`.
+#[derive(Args, Debug, Clone, Default)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "PORTCULLIS_BIND", value_name = "ADDR")]
+    pub bind: Option<String>,
+    /// Issuer URL (default http://<bind>). Use the public https URL in production.
+    #[arg(long, env = "PORTCULLIS_ISSUER", value_name = "URL")]
+    pub issuer: Option<String>,
+    /// `aud` of access tokens (default <issuer>/api).
+    #[arg(long, env = "PORTCULLIS_AUDIENCE", value_name = "URI")]
+    pub audience: Option<String>,
+    /// Log format: json or text.
+    #[arg(long, env = "PORTCULLIS_LOG_FORMAT", value_name = "FORMAT")]
+    pub log_format: Option<String>,
+    /// Access-token lifetime, e.g. 15m.
+    #[arg(long, env = "PORTCULLIS_ACCESS_TOKEN_TTL", value_name = "DURATION")]
+    pub access_token_ttl: Option<String>,
+    /// Refresh-token idle lifetime, e.g. 30d.
+    #[arg(long, env = "PORTCULLIS_REFRESH_TOKEN_IDLE_TTL", value_name = "DURATION")]
+    pub refresh_token_idle_ttl: Option<String>,
+    /// Refresh-token absolute lifetime, e.g. 90d.
+    #[arg(long, env = "PORTCULLIS_REFRESH_TOKEN_ABSOLUTE_TTL", value_name = "DURATION")]
+    pub refresh_token_absolute_ttl: Option<String>,
+    /// Browser session lifetime, e.g. 12h.
+    #[arg(long, env = "PORTCULLIS_SESSION_TTL", value_name = "DURATION")]
+    pub session_ttl: Option<String>,
+}
+
+/// The TOML file. Every key is optional; unknown keys are an error (a typo must not be ignored).
+#[derive(Deserialize, Debug, Default, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub bind: Option<String>,
+    pub database_url: Option<String>,
+    pub issuer: Option<String>,
+    pub audience: Option<String>,
+    pub scope_catalogue: Option<PathBuf>,
+    pub key_encryption_key: Option<String>,
+    pub log_format: Option<String>,
+    pub access_token_ttl: Option<String>,
+    pub refresh_token_idle_ttl: Option<String>,
+    pub refresh_token_absolute_ttl: Option<String>,
+    pub session_ttl: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+/// The resolved configuration.
+#[derive(Debug)]
+pub struct Config {
+    pub bind: String,
+    pub database_url: String,
+    pub issuer: String,
+    /// Whether the issuer was configured (otherwise it follows the bound address).
+    pub issuer_configured: bool,
+    pub audience: Option<String>,
+    pub scope_catalogue: Option<PathBuf>,
+    pub key_encryption_key: Option<SecretString>,
+    pub log_format: LogFormat,
+    pub access_token_ttl: Duration,
+    pub refresh_token_idle_ttl: Duration,
+    pub refresh_token_absolute_ttl: Duration,
+    pub session_ttl: Duration,
+}
+
+pub const DEFAULT_BIND: &str = "127.0.0.1:8080";
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://portcullis.db";
+
+pub fn load_file(path: Option<&Path>) -> Result<FileConfig, String> {
+    let Some(path) = path else { return Ok(FileConfig::default()) };
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn duration(name: &str, v: Option<String>, default: Duration) -> Result<Duration, String> {
+    let Some(v) = v else { return Ok(default) };
+    let d = humantime::parse_duration(&v).map_err(|e| format!("{name}: {v:?} is not a duration ({e})"))?;
+    let d = Duration::try_from(d).map_err(|_| format!("{name}: {v:?} is too long"))?;
+    if d <= Duration::ZERO {
+        return Err(format!("{name} must be positive"));
+    }
+    Ok(d)
+}
+
+/// Merges flags/env (already merged by clap), the file and the defaults.
+/// `kek_env` is `PORTCULLIS_KEY_ENCRYPTION_KEY` (never a flag: flags show up in `ps`).
+pub fn resolve(
+    g: &GlobalArgs,
+    s: &ServeArgs,
+    file: FileConfig,
+    kek_env: Option<String>,
+) -> Result<Config, String> {
+    let bind = s.bind.clone().or(file.bind).unwrap_or_else(|| DEFAULT_BIND.into());
+    let configured = s.issuer.clone().or(file.issuer);
+    let issuer_configured = configured.is_some();
+    let issuer = configured.unwrap_or_else(|| format!("http://{bind}"));
+    portcullis_core::settings::validate_issuer(&issuer)?;
+    let log_format = match s.log_format.clone().or(file.log_format).as_deref() {
+        None | Some("json") => LogFormat::Json,
+        Some("text") => LogFormat::Text,
+        Some(other) => return Err(format!("log format {other:?} is not json or text")),
+    };
+    let access_token_ttl = duration(
+        "access_token_ttl",
+        s.access_token_ttl.clone().or(file.access_token_ttl),
+        Duration::minutes(15),
+    )?;
+    let refresh_token_idle_ttl = duration(
+        "refresh_token_idle_ttl",
+        s.refresh_token_idle_ttl.clone().or(file.refresh_token_idle_ttl),
+        Duration::days(30),
+    )?;
+    let refresh_token_absolute_ttl = duration(
+        "refresh_token_absolute_ttl",
+        s.refresh_token_absolute_ttl.clone().or(file.refresh_token_absolute_ttl),
+        Duration::days(90),
+    )?;
+    if refresh_token_idle_ttl > refresh_token_absolute_ttl {
+        return Err("refresh_token_idle_ttl cannot exceed refresh_token_absolute_ttl".into());
+    }
+    let session_ttl =
+        duration("session_ttl", s.session_ttl.clone().or(file.session_ttl), Duration::hours(12))?;
+    Ok(Config {
+        bind,
+        database_url: g
+            .database_url
+            .clone()
+            .or(file.database_url)
+            .unwrap_or_else(|| DEFAULT_DATABASE_URL.into()),
+        issuer: issuer.trim_end_matches('/').to_owned(),
+        issuer_configured,
+        audience: s.audience.clone().or(file.audience),
+        scope_catalogue: g.scope_catalogue.clone().or(file.scope_catalogue),
+        key_encryption_key: kek_env.or(file.key_encryption_key).map(SecretString::from),
+        log_format,
+        access_token_ttl,
+        refresh_token_idle_ttl,
+        refresh_token_absolute_ttl,
+        session_ttl,
+    })
+}
+
+impl Config {
+    pub fn settings(&self) -> portcullis_core::Settings {
+        let mut s = portcullis_core::Settings::new(self.issuer.clone());
+        if let Some(a) = &self.audience {
+            s.audience = a.clone();
+        }
+        s.access_token_ttl = self.access_token_ttl;
+        s.refresh_token_idle_ttl = self.refresh_token_idle_ttl;
+        s.refresh_token_absolute_ttl = self.refresh_token_absolute_ttl;
+        s.session_ttl = self.session_ttl;
+        s
+    }
+
+    pub fn catalogue(&self) -> Result<portcullis_core::scopes::Catalogue, String> {
+        load_catalogue(self.scope_catalogue.as_deref())
+    }
+}
+
+pub fn load_catalogue(path: Option<&Path>) -> Result<portcullis_core::scopes::Catalogue, String> {
+    match path {
+        None => Ok(portcullis_core::scopes::Catalogue::builtin()),
+        Some(p) => {
+            let text = std::fs::read_to_string(p).map_err(|e| format!("cannot read {}: {e}", p.display()))?;
+            portcullis_core::scopes::Catalogue::from_toml(&text)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults() {
+        let c = resolve(&GlobalArgs::default(), &ServeArgs::default(), FileConfig::default(), None).unwrap();
+        assert_eq!(c.bind, "127.0.0.1:8080");
+        assert_eq!(c.database_url, "sqlite://portcullis.db");
+        assert_eq!(c.issuer, "http://127.0.0.1:8080");
+        assert_eq!(c.access_token_ttl, Duration::minutes(15));
+        assert_eq!(c.log_format, LogFormat::Json);
+        assert!(c.key_encryption_key.is_none());
+    }
+
+    #[test]
+    fn flags_beat_file_and_file_beats_defaults() {
+        let file: FileConfig = toml::from_str(
+            "bind = \"127.0.0.1:9000\"\nissuer = \"https://file.example\"\ndatabase_url = \"sqlite://f.db\"\naccess_token_ttl = \"5m\"",
+        )
+        .unwrap();
+        let s = ServeArgs { issuer: Some("https://flag.example/".into()), ..Default::default() };
+        let c = resolve(&GlobalArgs::default(), &s, file, None).unwrap();
+        assert_eq!(c.issuer, "https://flag.example");
+        assert_eq!(c.bind, "127.0.0.1:9000");
+        assert_eq!(c.database_url, "sqlite://f.db");
+        assert_eq!(c.access_token_ttl, Duration::minutes(5));
+    }
+
+    #[test]
+    fn issuer_defaults_to_bind() {
+        let s = ServeArgs { bind: Some("127.0.0.1:7000".into()), ..Default::default() };
+        let c = resolve(&GlobalArgs::default(), &s, FileConfig::default(), None).unwrap();
+        assert_eq!(c.issuer, "http://127.0.0.1:7000");
+    }
+
+    #[test]
+    fn bad_values_are_errors() {
+        let s = ServeArgs { access_token_ttl: Some("soon".into()), ..Default::default() };
+        assert!(resolve(&GlobalArgs::default(), &s, FileConfig::default(), None).is_err());
+        let s = ServeArgs { issuer: Some("https://a.example/?x=1".into()), ..Default::default() };
+        assert!(resolve(&GlobalArgs::default(), &s, FileConfig::default(), None).is_err());
+        assert!(toml::from_str::<FileConfig>("bnd = \"x\"").is_err(), "unknown keys are refused");
+    }
+}

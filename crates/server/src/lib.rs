@@ -1,0 +1,66 @@
+//! The `portcullis` binary: configuration, start-up and the admin CLI, as a library so tests can
+//! start the very same server in-process.
+//!
+//! # Layout
+//! - [`config`]: flags > environment > TOML file > defaults.
+//! - [`Application`]: builds the server on a listener the caller binds (tests bind
+//!   `127.0.0.1:0` and read the port) and runs it until a shutdown future resolves.
+//! - [`backend`]: picks SQLite or PostgreSQL from the database URL.
+//! - [`cli`]: the admin commands (`workspace`, `user`, `member`, `client`), human or `--json`
+//!   output.
+
+pub mod backend;
+pub mod cli;
+pub mod config;
+
+use axum::Router;
+use std::future::Future;
+use std::net::SocketAddr;
+use tokio::net::TcpListener;
+
+/// A built server, not yet running.
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+}
+
+impl Application {
+    /// Wires the router for `cx` onto `listener`.
+    pub fn build<S: portcullis_store::Store>(cx: portcullis_core::Cx<S>, listener: TcpListener) -> Self {
+        Self { listener, router: portcullis_http::router(cx) }
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `shutdown` resolves, then finishes in-flight requests (graceful shutdown).
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+        axum::serve(self.listener, self.router.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(shutdown)
+            .await
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutdown signal received; finishing in-flight requests");
+}

@@ -1,0 +1,248 @@
+//! Test helpers: a real Portcullis server on `127.0.0.1:0` over SQLite or PostgreSQL, a mock
+//! clock, and fixtures created through the same admin operations the CLI uses.
+//!
+//! # Layout
+//! - [`TestApp::spawn`]: builds the server exactly as `portcullis serve` does, on a fresh database
+//!   (a temporary SQLite file, or a fresh PostgreSQL schema), with a [`MockClock`].
+//! - [`both_backends!`]: runs one async test body on each backend.
+//! - [`skip`]: prints a skip notice that test-output capture does not swallow.
+//!
+//! # Decisions
+//! - PostgreSQL tests take their URL from `PORTCULLIS_TEST_POSTGRES_URL`; without it they print
+//!   that they were skipped and pass. Each test gets its own schema, so tests run in parallel;
+//!   schemas older than an hour are dropped on the next run.
+
+use portcullis_core::Cx;
+use portcullis_core::admin::{Admin, CreatedClient, NewClient};
+use portcullis_core::scopes::Catalogue;
+use portcullis_core::settings::Settings;
+pub use portcullis_domain::MockClock;
+use portcullis_server::Application;
+use portcullis_server::backend::Backend as Store;
+use portcullis_server::with_store;
+use portcullis_store::{User, Workspace};
+use portcullis_store_postgres::PgStore;
+use portcullis_store_sqlite::SqliteStore;
+use secrecy::SecretString;
+use std::io::Write;
+use std::sync::Arc;
+use tokio::sync::oneshot;
+
+pub const POSTGRES_ENV: &str = "PORTCULLIS_TEST_POSTGRES_URL";
+
+/// Which storage backend a test runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Prints a skip notice straight to stderr (libtest captures `eprintln!`, not this).
+pub fn skip(what: &str, why: &str) {
+    let _ = writeln!(std::io::stderr(), "skipped: {what}: {why}");
+}
+
+/// Adjusts the settings once the issuer (the bound address) is known.
+pub type SettingsHook = Box<dyn FnOnce(&mut Settings) + Send>;
+
+/// Options for [`TestApp::spawn_with`].
+#[derive(Default)]
+pub struct Options {
+    pub settings: Option<SettingsHook>,
+    pub key_encryption_key: Option<SecretString>,
+}
+
+/// A running server with its own database and clock.
+pub struct TestApp {
+    /// `http://127.0.0.1:PORT`, also the issuer.
+    pub base: String,
+    pub clock: MockClock,
+    pub backend: Backend,
+    store: Store,
+    admin_catalogue: Arc<Catalogue>,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestApp {
+    /// A server on `backend`, or `None` (after printing why) when PostgreSQL is not configured.
+    pub async fn spawn(backend: Backend) -> Option<Self> {
+        Self::spawn_with(backend, Options::default()).await
+    }
+
+    pub async fn spawn_with(backend: Backend, opts: Options) -> Option<Self> {
+        let (store, dir) = match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("tempdir");
+                let url = format!("sqlite://{}", dir.path().join("portcullis.db").display());
+                (Store::Sqlite(SqliteStore::connect(&url).await.expect("sqlite")), Some(dir))
+            }
+            Backend::Postgres => {
+                let Ok(url) = std::env::var(POSTGRES_ENV) else {
+                    skip("PostgreSQL test", &format!("{POSTGRES_ENV} is not set"));
+                    return None;
+                };
+                let schema = fresh_schema(&url).await;
+                (Store::Postgres(PgStore::connect_in_schema(&url, &schema).await.expect("postgres")), None)
+            }
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let clock = MockClock::new();
+        let mut settings = Settings::new(base.clone());
+        if let Some(f) = opts.settings {
+            f(&mut settings);
+        }
+        let catalogue = Catalogue::builtin();
+        let (tx, rx) = oneshot::channel::<()>();
+        let kek = opts.key_encryption_key;
+        let server = with_store!(&store, |s| {
+            let cx = Cx::init(s.clone(), Arc::new(clock.clone()), settings, catalogue.clone(), kek.as_ref())
+                .await
+                .expect("init");
+            let app = Application::build(cx, listener);
+            tokio::spawn(app.run_until(async {
+                let _ = rx.await;
+            }))
+        });
+        Some(Self {
+            base,
+            clock,
+            backend,
+            store,
+            admin_catalogue: Arc::new(catalogue),
+            shutdown: Some(tx),
+            server: Some(server),
+            _dir: dir,
+        })
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// The store, for tests that look at (or tamper with) rows directly.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub async fn create_workspace(&self, slug: &str) -> Workspace {
+        with_store!(&self.store, |s| self
+            .admin(s.clone())
+            .create_workspace(slug, None)
+            .await
+            .expect("workspace"))
+    }
+
+    pub async fn create_user(&self, email: &str, password: &str) -> User {
+        with_store!(&self.store, |s| self
+            .admin(s.clone())
+            .create_user(email, Some("Test User"), SecretString::from(password.to_owned()))
+            .await
+            .expect("user"))
+    }
+
+    pub async fn add_member(&self, workspace: &str, email: &str, permissions: &str) {
+        with_store!(&self.store, |s| {
+            self.admin(s.clone()).add_member(workspace, email, permissions).await.expect("member");
+        })
+    }
+
+    pub async fn remove_member(&self, workspace: &str, email: &str) {
+        with_store!(&self.store, |s| self
+            .admin(s.clone())
+            .remove_member(workspace, email)
+            .await
+            .expect("remove"))
+    }
+
+    pub async fn create_client(&self, c: NewClient) -> CreatedClient {
+        with_store!(&self.store, |s| self.admin(s.clone()).create_client(c).await.expect("client"))
+    }
+
+    fn admin<S: portcullis_store::Store>(&self, s: S) -> Admin<S> {
+        Admin::new(s, Arc::new(self.clock.clone()), self.admin_catalogue.clone())
+    }
+
+    /// Stops the server gracefully and waits for it.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(h) = self.server.take() {
+            let _ = h.await;
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+static CLEANUP: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+
+/// A new schema name; the first call in a process also drops test schemas older than an hour.
+#[allow(clippy::disallowed_methods, reason = "schema names carry the real creation time for cleanup")]
+async fn fresh_schema(url: &str) -> String {
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    CLEANUP
+        .get_or_init(|| async {
+            if let Ok(pool) = housekeeping_store(url).await {
+                let _ = drop_old_schemas(&pool, now - 3600).await;
+            }
+        })
+        .await;
+    format!("pcl_t_{now}_{:08x}", rand::random::<u32>())
+}
+
+/// A store in a bookkeeping schema, used only to list and drop old test schemas.
+async fn housekeeping_store(url: &str) -> Result<PgStore, String> {
+    PgStore::connect_in_schema(url, "pcl_testkit").await.map_err(|e| e.to_string())
+}
+
+async fn drop_old_schemas(store: &PgStore, before: i64) -> Result<(), String> {
+    use portcullis_store_sql::sqlx;
+    let rows: Vec<(String,)> = sqlx::query_as(
+        "SELECT nspname::text FROM pg_namespace WHERE nspname LIKE 'pcl\\_t\\_%' OR nspname LIKE 'pcl\\_suite\\_%'",
+    )
+    .fetch_all(store.pool())
+    .await
+    .map_err(|e| e.to_string())?;
+    for (name,) in rows {
+        let ts =
+            name.strip_prefix("pcl_t_").and_then(|r| r.split('_').next()).and_then(|t| t.parse::<i64>().ok());
+        if name.starts_with("pcl_suite_") || ts.is_some_and(|t| t < before) {
+            let ddl = format!("DROP SCHEMA IF EXISTS {name} CASCADE");
+            let _ = sqlx::query(sqlx::AssertSqlSafe(ddl)).execute(store.pool()).await;
+        }
+    }
+    Ok(())
+}
+
+/// Runs an async test body `fn(TestApp)` on SQLite and on PostgreSQL (skipped without its URL).
+#[macro_export]
+macro_rules! both_backends {
+    ($($name:ident),+ $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    let app = $crate::TestApp::spawn($crate::Backend::Sqlite).await.expect("sqlite app");
+                    super::$name(app).await;
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    if let Some(app) = $crate::TestApp::spawn($crate::Backend::Postgres).await {
+                        super::$name(app).await;
+                    }
+                }
+            }
+        )+
+    };
+}
