@@ -419,3 +419,27 @@ fn serve_answers_healthz_logs_json_and_stops_on_sigterm() {
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
     assert!(rest.iter().any(|l| l.contains("stopped")), "{rest:?}");
 }
+
+#[test]
+fn a_catalogue_file_replaces_the_builtin_scopes() {
+    let db = Db::new();
+    let file = db.dir.path().join("scopes.toml");
+    std::fs::write(
+        &file,
+        "[[scope]]\nname = \"widgets:read\"\ndescription = \"See your widgets\"\n\n[[scope]]\nname = \"openid\"\ndescription = \"Sign you in\"\nidentity = true\n",
+    )
+    .unwrap();
+    let cat = file.to_str().unwrap();
+    let c = db.json(&["--scope-catalogue", cat, "client", "create", "--name", "W", "--redirect-uri", "https://w.example/cb", "--scope", "widgets:read openid"]);
+    assert_eq!(c["scope"], "openid widgets:read");
+    let err = {
+        let out = db.run(&["--scope-catalogue", cat, "client", "create", "--name", "W", "--redirect-uri", "https://w.example/cb", "--scope", "contacts:read"]);
+        assert!(!out.status.success());
+        String::from_utf8(out.stderr).unwrap()
+    };
+    assert!(err.contains("unknown scope: contacts:read"), "{err}");
+
+    std::fs::write(&file, "[[scope]]\nname = \"bad:*\"\ndescription = \"x\"\n").unwrap();
+    let out = db.run(&["--scope-catalogue", cat, "workspace", "list"]);
+    assert!(!out.status.success(), "an invalid catalogue is refused at start");
+}

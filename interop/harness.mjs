@@ -1,0 +1,109 @@
+// Starts a real `portcullis serve` on a fresh SQLite file and drives its admin CLI, so the
+// interop tests exercise the binary exactly as an operator would.
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+
+export const BIN = process.env.PORTCULLIS_BIN || new URL('../target/debug/portcullis', import.meta.url).pathname;
+
+export class Portcullis {
+  constructor() {
+    this.dir = mkdtempSync(join(tmpdir(), 'portcullis-interop-'));
+    this.databaseUrl = `sqlite://${join(this.dir, 'interop.db')}`;
+  }
+
+  /** Runs an admin command with --json and returns its JSON output. */
+  cli(args, stdin) {
+    const r = spawnSync(BIN, ['--database-url', this.databaseUrl, ...args, '--json'], { input: stdin, encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`portcullis ${args.join(' ')} failed: ${r.stderr}`);
+    return JSON.parse(r.stdout);
+  }
+
+  /** Starts `serve` on a free port; resolves with the issuer once it listens. */
+  async start() {
+    this.proc = spawn(BIN, ['--database-url', this.databaseUrl, 'serve', '--bind', '127.0.0.1:0'], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+      env: { ...process.env, PORTCULLIS_LOG: 'info' },
+    });
+    const lines = createInterface({ input: this.proc.stderr });
+    this.issuer = await new Promise((resolve, reject) => {
+      this.proc.once('exit', (code) => reject(new Error(`portcullis exited early (${code})`)));
+      lines.on('line', (line) => {
+        try {
+          const log = JSON.parse(line);
+          if (log.message === 'portcullis listening') resolve(log.issuer);
+        } catch {
+          /* not a log line */
+        }
+      });
+    });
+    return this.issuer;
+  }
+
+  async stop() {
+    if (this.proc && this.proc.exitCode === null) {
+      const exited = new Promise((r) => this.proc.once('exit', r));
+      this.proc.kill('SIGTERM');
+      await exited;
+    }
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+/** A scripted browser: keeps cookies, never follows redirects, fills our login and consent forms. */
+export class Browser {
+  constructor(base) {
+    this.base = base;
+    this.cookies = new Map();
+  }
+
+  async fetch(url, init = {}) {
+    const headers = new Headers(init.headers || {});
+    if (this.cookies.size) headers.set('cookie', [...this.cookies].map(([k, v]) => `${k}=${v}`).join('; '));
+    const res = await fetch(new URL(url, this.base), { ...init, headers, redirect: 'manual' });
+    for (const c of res.headers.getSetCookie()) {
+      const [pair] = c.split(';');
+      const i = pair.indexOf('=');
+      this.cookies.set(pair.slice(0, i), pair.slice(i + 1));
+    }
+    return res;
+  }
+
+  static hidden(html, name) {
+    const m = html.match(new RegExp(`name="${name}" value="([^"]*)"`));
+    if (!m) throw new Error(`no ${name} field in page`);
+    return m[1];
+  }
+
+  async post(path, fields) {
+    return this.fetch(path, { method: 'POST', body: new URLSearchParams(fields) });
+  }
+
+  /** From an authorization URL to the client callback URL: sign in, then Allow. */
+  async authorize(authorizationUrl, { email, password, allow = true }) {
+    let res = await this.fetch(authorizationUrl);
+    let location = res.headers.get('location');
+    if (location?.startsWith('/login')) {
+      const html = await (await this.fetch(location)).text();
+      res = await this.post('/login', { email, password, csrf: Browser.hidden(html, 'csrf'), req: Browser.hidden(html, 'req') });
+      location = res.headers.get('location');
+    }
+    if (location?.startsWith('/consent')) {
+      const page = await this.fetch(location);
+      if (page.status === 303) return page.headers.get('location'); // remembered consent
+      const html = await page.text();
+      const workspace = html.match(/<option value="([^"]*)"/)[1];
+      res = await this.post('/consent', {
+        csrf: Browser.hidden(html, 'csrf'),
+        req: Browser.hidden(html, 'req'),
+        workspace,
+        decision: allow ? 'allow' : 'deny',
+      });
+      location = res.headers.get('location');
+    }
+    if (res.status !== 303 || !location) throw new Error(`unexpected response ${res.status}`);
+    return location;
+  }
+}
