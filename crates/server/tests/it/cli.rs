@@ -430,10 +430,32 @@ fn a_catalogue_file_replaces_the_builtin_scopes() {
     )
     .unwrap();
     let cat = file.to_str().unwrap();
-    let c = db.json(&["--scope-catalogue", cat, "client", "create", "--name", "W", "--redirect-uri", "https://w.example/cb", "--scope", "widgets:read openid"]);
+    let c = db.json(&[
+        "--scope-catalogue",
+        cat,
+        "client",
+        "create",
+        "--name",
+        "W",
+        "--redirect-uri",
+        "https://w.example/cb",
+        "--scope",
+        "widgets:read openid",
+    ]);
     assert_eq!(c["scope"], "openid widgets:read");
     let err = {
-        let out = db.run(&["--scope-catalogue", cat, "client", "create", "--name", "W", "--redirect-uri", "https://w.example/cb", "--scope", "contacts:read"]);
+        let out = db.run(&[
+            "--scope-catalogue",
+            cat,
+            "client",
+            "create",
+            "--name",
+            "W",
+            "--redirect-uri",
+            "https://w.example/cb",
+            "--scope",
+            "contacts:read",
+        ]);
         assert!(!out.status.success());
         String::from_utf8(out.stderr).unwrap()
     };
