@@ -1,16 +1,24 @@
 //! Administrative operations (the CLI today, the admin API later): workspaces, users, members,
 //! clients. Every input is validated before anything is written, so bad input changes nothing.
 
+use crate::keys::{Keyring, Sealer};
 use crate::passwords;
 use crate::scopes::Catalogue;
+use crate::settings::MAX_REFRESH_OVERLAP;
 use portcullis_domain::secret::prefix;
 use portcullis_domain::{
-    ClientId, Clock, Email, RedirectUri, ScopeSet, Slug, TokenHash, UserId, WorkspaceId, random_token,
+    ClientId, Clock, Email, GrantId, RedirectUri, ScopeSet, Slug, TokenHash, UserId, WorkspaceId,
+    random_token,
 };
-use portcullis_proto::token::{GRANT_AUTHORIZATION_CODE, GRANT_REFRESH_TOKEN};
-use portcullis_store::{Client, Membership, MembershipWrite, Store, StoreError, User, Workspace};
+use portcullis_proto::token::{
+    GRANT_AUTHORIZATION_CODE, GRANT_CLIENT_CREDENTIALS, GRANT_DEVICE_CODE, GRANT_REFRESH_TOKEN,
+};
+use portcullis_store::{
+    Client, Grant, GrantFilter, Membership, MembershipWrite, SigningKey, Store, StoreError, User, Workspace,
+};
 use secrecy::{ExposeSecret, SecretString};
 use std::sync::Arc;
+use time::Duration;
 
 /// Why an administrative operation was refused. The text is meant for the operator.
 #[derive(Debug, thiserror::Error)]
@@ -35,7 +43,11 @@ impl From<StoreError> for AdminError {
 }
 
 /// Grant types a client may be registered with (those the token endpoint implements).
-pub const SUPPORTED_GRANT_TYPES: &[&str] = &[GRANT_AUTHORIZATION_CODE, GRANT_REFRESH_TOKEN];
+pub const SUPPORTED_GRANT_TYPES: &[&str] =
+    &[GRANT_AUTHORIZATION_CODE, GRANT_REFRESH_TOKEN, GRANT_CLIENT_CREDENTIALS, GRANT_DEVICE_CODE];
+
+/// The longest grace period of a rotated client secret.
+pub const MAX_SECRET_GRACE: Duration = Duration::days(30);
 
 /// What `client create` takes.
 #[derive(Clone, Debug, Default)]
@@ -47,6 +59,8 @@ pub struct NewClient {
     pub grant_types: Vec<String>,
     pub public: bool,
     pub workspace: Option<String>,
+    /// Overlap window for concurrent refreshes (0–60 s).
+    pub refresh_overlap: Option<Duration>,
 }
 
 /// A created client; the secret (confidential clients only) exists only in this value.
@@ -60,11 +74,13 @@ pub struct Admin<S> {
     pub store: S,
     pub clock: Arc<dyn Clock>,
     pub catalogue: Arc<Catalogue>,
+    /// Seals new signing keys (with the key-encryption key when one is configured).
+    pub sealer: Arc<Sealer>,
 }
 
 impl<S: Store> Admin<S> {
-    pub fn new(store: S, clock: Arc<dyn Clock>, catalogue: Arc<Catalogue>) -> Self {
-        Self { store, clock, catalogue }
+    pub fn new(store: S, clock: Arc<dyn Clock>, catalogue: Arc<Catalogue>, sealer: Arc<Sealer>) -> Self {
+        Self { store, clock, catalogue, sealer }
     }
 
     pub async fn create_workspace(&self, slug: &str, name: Option<&str>) -> Result<Workspace, AdminError> {
@@ -202,9 +218,34 @@ impl<S: Store> Admin<S> {
             }
         }
         let has = |g: &str| grant_types.iter().any(|x| x == g);
-        if has(GRANT_REFRESH_TOKEN) && !has(GRANT_AUTHORIZATION_CODE) {
+        if has(GRANT_REFRESH_TOKEN) && !has(GRANT_AUTHORIZATION_CODE) && !has(GRANT_DEVICE_CODE) {
             return Err(AdminError::Invalid(
-                "refresh_token needs a grant that issues refresh tokens (authorization_code)".into(),
+                "refresh_token needs a grant that issues refresh tokens (authorization_code or device_code)"
+                    .into(),
+            ));
+        }
+        if has(GRANT_CLIENT_CREDENTIALS) {
+            // RFC 6749 §4.4: confidential clients only; and its tokens need a workspace to act in.
+            if req.public {
+                return Err(AdminError::Invalid(
+                    "client_credentials is for confidential clients only".into(),
+                ));
+            }
+            if req.workspace.is_none() {
+                return Err(AdminError::Invalid(
+                    "client_credentials needs --workspace: the client's tokens act in that workspace".into(),
+                ));
+            }
+        }
+        if !has(GRANT_AUTHORIZATION_CODE) && !req.redirect_uris.is_empty() {
+            return Err(AdminError::Invalid(
+                "--redirect-uri only applies to the authorization_code grant".into(),
+            ));
+        }
+        let refresh_overlap = req.refresh_overlap.unwrap_or(Duration::ZERO);
+        if refresh_overlap < Duration::ZERO || refresh_overlap > MAX_REFRESH_OVERLAP {
+            return Err(AdminError::Invalid(
+                "the refresh overlap window must be between 0 and 60 seconds".into(),
             ));
         }
 
@@ -242,6 +283,10 @@ impl<S: Store> Admin<S> {
             grant_types,
             workspace_id,
             created_at: self.clock.now(),
+            refresh_overlap,
+            previous_secret_hash: None,
+            previous_secret_expires_at: None,
+            revoked_at: None,
         };
         self.store.insert_client(&client).await?;
         Ok(CreatedClient { client, secret })
@@ -249,6 +294,99 @@ impl<S: Store> Admin<S> {
 
     pub async fn list_clients(&self) -> Result<Vec<Client>, AdminError> {
         Ok(self.store.list_clients().await?)
+    }
+
+    pub async fn client(&self, id: &str) -> Result<Client, AdminError> {
+        self.store
+            .client_by_id(&ClientId::from_string(id))
+            .await?
+            .ok_or_else(|| AdminError::NotFound(format!("client {id:?} does not exist")))
+    }
+
+    /// Issues a new secret; the old one keeps working for `grace` (at most 30 days).
+    pub async fn rotate_client_secret(&self, id: &str, grace: Duration) -> Result<CreatedClient, AdminError> {
+        if grace < Duration::ZERO || grace > MAX_SECRET_GRACE {
+            return Err(AdminError::Invalid("the grace period must be between 0 and 30 days".into()));
+        }
+        let client = self.client(id).await?;
+        if client.is_public() {
+            return Err(AdminError::Invalid(format!("client {id:?} is public and has no secret")));
+        }
+        if client.is_revoked() {
+            return Err(AdminError::Invalid(format!("client {id:?} is revoked")));
+        }
+        let secret = random_token(prefix::CLIENT_SECRET);
+        let until = self.clock.now() + grace;
+        if !self.store.rotate_client_secret(&client.id, &TokenHash::of(secret.expose_secret()), until).await?
+        {
+            return Err(AdminError::Conflict(format!("client {id:?} changed meanwhile; try again")));
+        }
+        tracing::info!(event = "client_secret_rotated", client_id = %client.id, grace_seconds = grace.whole_seconds(), "client secret rotated");
+        Ok(CreatedClient { client: self.client(id).await?, secret: Some(secret) })
+    }
+
+    /// Revokes a client: it can no longer authenticate and every token issued to it is inactive.
+    pub async fn revoke_client(&self, id: &str) -> Result<Client, AdminError> {
+        let client = self.client(id).await?;
+        if !self.store.revoke_client(&client.id, self.clock.now()).await? {
+            return Err(AdminError::Conflict(format!("client {id:?} is already revoked")));
+        }
+        tracing::info!(event = "client_revoked", client_id = %client.id, "client revoked");
+        self.client(id).await
+    }
+
+    /// Grants, newest first, optionally for one workspace and/or one client.
+    pub async fn list_grants(
+        &self,
+        workspace: Option<&str>,
+        client: Option<&str>,
+    ) -> Result<Vec<Grant>, AdminError> {
+        let workspace_id = match workspace {
+            Some(slug) => Some(self.workspace(slug).await?.id),
+            None => None,
+        };
+        let client_id = match client {
+            Some(id) => Some(self.client(id).await?.id),
+            None => None,
+        };
+        Ok(self.store.list_grants(&GrantFilter { workspace_id, client_id, ..Default::default() }).await?)
+    }
+
+    /// Revokes one grant and every token issued under it; other grants of the same client (in
+    /// other workspaces, or of other users) are untouched.
+    pub async fn revoke_grant(&self, id: &str) -> Result<Grant, AdminError> {
+        let gid = GrantId::from_string(id);
+        let grant = self
+            .store
+            .grant_by_id(&gid)
+            .await?
+            .ok_or_else(|| AdminError::NotFound(format!("grant {id:?} does not exist")))?;
+        if !self.store.revoke_grant(&gid, self.clock.now()).await? {
+            return Err(AdminError::Conflict(format!("grant {id:?} is already revoked")));
+        }
+        tracing::info!(event = "grant_revoked", grant_id = %grant.id, client_id = %grant.client_id, "grant revoked");
+        Ok(self.store.grant_by_id(&gid).await?.unwrap_or(grant))
+    }
+
+    pub async fn signing_keys(&self) -> Result<Vec<SigningKey>, AdminError> {
+        Ok(self.store.signing_keys().await?)
+    }
+
+    /// Rotates the signing key (see [`crate::keys::rotate`]).
+    pub async fn rotate_signing_key(
+        &self,
+        delay: Duration,
+        longest_token_ttl: Duration,
+    ) -> Result<SigningKey, AdminError> {
+        if delay < Duration::ZERO {
+            return Err(AdminError::Invalid("the activation delay cannot be negative".into()));
+        }
+        let ring = Keyring::new(self.sealer.clone());
+        let k = crate::keys::rotate(&ring, &self.store, self.clock.now(), delay, longest_token_ttl)
+            .await
+            .map_err(AdminError::Internal)?;
+        tracing::info!(event = "signing_key_rotated", kid = %k.kid, "signing key rotated");
+        Ok(k)
     }
 }
 

@@ -63,6 +63,22 @@ impl<S: Store> Cx<S> {
     pub fn now(&self) -> OffsetDateTime {
         self.clock.now()
     }
+
+    /// Reloads signing keys every [`crate::keys::RELOAD_EVERY`], so a key rotated by any process
+    /// is published (and starts signing at its activation time) on every replica.
+    pub fn spawn_key_reloader(&self) -> tokio::task::JoinHandle<()> {
+        let cx = self.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(crate::keys::RELOAD_EVERY);
+            every.tick().await;
+            loop {
+                every.tick().await;
+                if let Err(e) = cx.keys.load(&cx.store, cx.now()).await {
+                    tracing::error!(error = %e, "reloading signing keys failed");
+                }
+            }
+        })
+    }
 }
 
 /// A 256-bit server key stored (sealed) in the database; the first replica creates it.

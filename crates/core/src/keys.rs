@@ -16,7 +16,6 @@ use portcullis_store::{KeyStore, SigningKey, StoreError};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use time::{Duration, OffsetDateTime};
 
@@ -92,6 +91,42 @@ impl Sealer {
     }
 }
 
+/// Seals `plaintext` under a key derived from a high-entropy `secret` the caller holds (a
+/// refresh token): only someone presenting that secret again can open it, and the database, which
+/// holds only the secret's hash, cannot.
+pub fn seal_under_secret(secret: &str, plaintext: &[u8]) -> String {
+    let key = derived_key(secret);
+    let mut buf = plaintext.to_vec();
+    let nonce = key
+        .seal_in_place_append_tag(Aad::from(b"portcullis-successor"), &mut buf)
+        .expect("AES-GCM sealing does not fail for small inputs");
+    let mut out = nonce.as_ref().to_vec();
+    out.extend_from_slice(&buf);
+    STANDARD.encode(out)
+}
+
+/// Opens what [`seal_under_secret`] sealed with the same secret.
+pub fn open_under_secret(secret: &str, sealed: &str) -> Option<Vec<u8>> {
+    let raw = STANDARD.decode(sealed).ok()?;
+    if raw.len() < 12 + 16 {
+        return None;
+    }
+    let (nonce, ct) = raw.split_at(12);
+    let mut buf = ct.to_vec();
+    let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
+    derived_key(secret)
+        .open_in_place(nonce, Aad::from(b"portcullis-successor"), &mut buf)
+        .ok()
+        .map(|p| p.to_vec())
+}
+
+fn derived_key(secret: &str) -> RandomizedNonceKey {
+    use sha2::{Digest, Sha256};
+    let k =
+        Sha256::new().chain_update(b"portcullis-successor-key:").chain_update(secret.as_bytes()).finalize();
+    RandomizedNonceKey::new(&AES_256_GCM, &k).expect("32-byte key")
+}
+
 /// Why a JWT did not verify.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum VerifyError {
@@ -105,40 +140,47 @@ pub enum VerifyError {
     BadSignature,
 }
 
-struct State {
-    signer: Option<(String, EncodingKey)>,
-    verifiers: HashMap<String, DecodingKey>,
-    jwks: JwkSet,
+struct LoadedKey {
+    kid: String,
+    active_from: OffsetDateTime,
+    retired_at: Option<OffsetDateTime>,
+    /// Present for keys that may still sign (not retired when loaded).
+    encoding: Option<EncodingKey>,
+    decoding: DecodingKey,
+    jwk: Jwk,
 }
 
-/// The loaded signing keys.
+impl LoadedKey {
+    fn published(&self, now: OffsetDateTime) -> bool {
+        self.retired_at.is_none_or(|r| r > now)
+    }
+}
+
+/// The loaded signing keys. Which key signs is decided at signing time from the clock, so a
+/// rotated key starts signing on every replica at its activation time without coordination.
 pub struct Keyring {
     sealer: Arc<Sealer>,
-    state: RwLock<Arc<State>>,
+    /// Newest first.
+    keys: RwLock<Arc<Vec<LoadedKey>>>,
     last_load: Mutex<Option<OffsetDateTime>>,
 }
 
-/// How long a replica waits between reloads triggered by unknown `kid`s.
+/// How long a replica waits between reloads triggered by unknown `kid`s or JWKS requests.
 const RELOAD_THROTTLE: Duration = Duration::seconds(5);
+
+/// How often every replica reloads keys in the background (well under the activation delay).
+pub const RELOAD_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl Keyring {
     pub fn new(sealer: Arc<Sealer>) -> Self {
-        Self {
-            sealer,
-            state: RwLock::new(Arc::new(State {
-                signer: None,
-                verifiers: HashMap::new(),
-                jwks: JwkSet::default(),
-            })),
-            last_load: Mutex::new(None),
-        }
+        Self { sealer, keys: RwLock::new(Arc::new(Vec::new())), last_load: Mutex::new(None) }
     }
 
-    /// Loads the keys, creating the first signing key if there is none usable.
+    /// Loads the keys, creating the first signing key if none can sign now.
     pub async fn load<S: KeyStore>(&self, store: &S, now: OffsetDateTime) -> Result<(), String> {
         let mut keys = store.signing_keys().await.map_err(|e| e.to_string())?;
         if !keys.iter().any(|k| usable_for_signing(k, now)) {
-            let k = self.generate(now)?;
+            let k = self.generate(now, now)?;
             match store.insert_signing_key(&k).await {
                 Ok(()) | Err(StoreError::Duplicate(_)) => {}
                 Err(e) => return Err(e.to_string()),
@@ -159,8 +201,8 @@ impl Keyring {
         }
     }
 
-    /// A new P-256 key, sealed for storage.
-    pub fn generate(&self, now: OffsetDateTime) -> Result<SigningKey, String> {
+    /// A new P-256 key, sealed for storage, published from `now` and signing from `active_from`.
+    pub fn generate(&self, now: OffsetDateTime, active_from: OffsetDateTime) -> Result<SigningKey, String> {
         let pair =
             EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).map_err(|_| "key generation failed")?;
         let pkcs8 = pair.to_pkcs8v1().map_err(|_| "key export failed")?;
@@ -172,55 +214,69 @@ impl Keyring {
             alg: "ES256".into(),
             public_jwk: serde_json::to_string(&jwk).expect("jwk serialises"),
             created_at: now,
-            active_from: now,
+            active_from,
             retired_at: None,
         })
     }
 
     fn install(&self, keys: &[SigningKey], now: OffsetDateTime) -> Result<(), String> {
-        let mut verifiers = HashMap::new();
-        let mut jwks = JwkSet::default();
+        let mut loaded = Vec::new();
         for k in keys.iter().filter(|k| k.retired_at.is_none_or(|r| r > now)) {
             let jwk: Jwk = serde_json::from_str(&k.public_jwk)
                 .map_err(|e| format!("signing key {}: bad public key: {e}", k.kid))?;
-            let dk = DecodingKey::from_ec_components(&jwk.x, &jwk.y)
+            let decoding = DecodingKey::from_ec_components(&jwk.x, &jwk.y)
                 .map_err(|e| format!("signing key {}: {e}", k.kid))?;
-            verifiers.insert(k.kid.to_string(), dk);
-            jwks.keys.push(jwk);
+            let der = self.sealer.open(&k.private_key, k.kid.as_str())?;
+            loaded.push(LoadedKey {
+                kid: k.kid.to_string(),
+                active_from: k.active_from,
+                retired_at: k.retired_at,
+                encoding: Some(EncodingKey::from_ec_der(&der)),
+                decoding,
+                jwk,
+            });
         }
-        // The newest key whose activation time has come signs (keys are listed newest first).
-        let signer = match keys.iter().find(|k| usable_for_signing(k, now)) {
-            Some(k) => {
-                let der = self.sealer.open(&k.private_key, k.kid.as_str())?;
-                Some((k.kid.to_string(), EncodingKey::from_ec_der(&der)))
-            }
-            None => None,
-        };
-        *self.state.write().expect("lock") = Arc::new(State { signer, verifiers, jwks });
+        *self.keys.write().expect("lock") = Arc::new(loaded);
         Ok(())
     }
 
-    fn snapshot(&self) -> Arc<State> {
-        self.state.read().expect("lock").clone()
+    fn snapshot(&self) -> Arc<Vec<LoadedKey>> {
+        self.keys.read().expect("lock").clone()
     }
 
-    pub fn jwks(&self) -> JwkSet {
-        self.snapshot().jwks.clone()
+    /// The published keys: every key not yet retired, including one waiting to start signing.
+    pub fn jwks(&self, now: OffsetDateTime) -> JwkSet {
+        JwkSet { keys: self.snapshot().iter().filter(|k| k.published(now)).map(|k| k.jwk.clone()).collect() }
     }
 
-    /// Signs `claims` as a compact JWS with header `typ` and the current key.
-    pub fn sign<T: Serialize>(&self, typ: &str, claims: &T) -> Result<String, String> {
-        let st = self.snapshot();
-        let (kid, key) = st.signer.as_ref().ok_or("no signing key is loaded")?;
+    /// The kid that signs at `now`.
+    pub fn current_kid(&self, now: OffsetDateTime) -> Option<String> {
+        self.snapshot().iter().find(|k| k.active_from <= now && k.published(now)).map(|k| k.kid.clone())
+    }
+
+    /// Signs `claims` as a compact JWS with header `typ`, using the newest key active at `now`.
+    pub fn sign<T: Serialize>(&self, typ: &str, claims: &T, now: OffsetDateTime) -> Result<String, String> {
+        let keys = self.snapshot();
+        let k = keys
+            .iter()
+            .find(|k| k.active_from <= now && k.published(now) && k.encoding.is_some())
+            .ok_or("no signing key is active")?;
         let mut header = Header::new(Algorithm::ES256);
         header.typ = Some(typ.to_owned());
-        header.kid = Some(kid.clone());
-        jsonwebtoken::encode(&header, claims, key).map_err(|e| format!("signing failed: {e}"))
+        header.kid = Some(k.kid.clone());
+        jsonwebtoken::encode(&header, claims, k.encoding.as_ref().expect("checked"))
+            .map_err(|e| format!("signing failed: {e}"))
     }
 
     /// Checks the signature and header of a JWT and returns its claims. Time-based claims are
-    /// not checked here: the caller checks them against its [`portcullis_domain::Clock`].
-    pub fn verify<T: DeserializeOwned>(&self, token: &str, typ: &str) -> Result<T, VerifyError> {
+    /// not checked here: the caller checks them against its [`portcullis_domain::Clock`]. A key
+    /// retired at `now` no longer verifies.
+    pub fn verify<T: DeserializeOwned>(
+        &self,
+        token: &str,
+        typ: &str,
+        now: OffsetDateTime,
+    ) -> Result<T, VerifyError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| VerifyError::Malformed)?;
         if header.alg != Algorithm::ES256 {
             return Err(VerifyError::BadSignature);
@@ -229,14 +285,14 @@ impl Keyring {
             return Err(VerifyError::WrongType);
         }
         let kid = header.kid.ok_or(VerifyError::UnknownKey)?;
-        let st = self.snapshot();
-        let key = st.verifiers.get(&kid).ok_or(VerifyError::UnknownKey)?;
+        let keys = self.snapshot();
+        let key = keys.iter().find(|k| k.kid == kid && k.published(now)).ok_or(VerifyError::UnknownKey)?;
         let mut v = Validation::new(Algorithm::ES256);
         v.validate_exp = false;
         v.validate_nbf = false;
         v.validate_aud = false;
         v.required_spec_claims.clear();
-        jsonwebtoken::decode::<T>(token, key, &v).map(|d| d.claims).map_err(|e| {
+        jsonwebtoken::decode::<T>(token, &key.decoding, &v).map(|d| d.claims).map_err(|e| {
             use jsonwebtoken::errors::ErrorKind;
             match e.kind() {
                 ErrorKind::InvalidSignature => VerifyError::BadSignature,
@@ -244,6 +300,22 @@ impl Keyring {
             }
         })
     }
+}
+
+/// Rotates the signing key: the new key is published at once and signs from `now + delay` (so
+/// caches of the JWKS pick it up first); every older key retires once all tokens it may sign have
+/// expired (`longest_token_ttl` after the switch, plus a minute of leeway).
+pub async fn rotate<S: KeyStore>(
+    keys: &Keyring,
+    store: &S,
+    now: OffsetDateTime,
+    delay: Duration,
+    longest_token_ttl: Duration,
+) -> Result<SigningKey, String> {
+    let next = keys.generate(now, now + delay)?;
+    let retire_at = next.active_from + longest_token_ttl + Duration::minutes(1);
+    store.rotate_signing_key(&next, retire_at).await.map_err(|e| e.to_string())?;
+    Ok(next)
 }
 
 fn usable_for_signing(k: &SigningKey, now: OffsetDateTime) -> bool {
@@ -295,6 +367,14 @@ mod tests {
     }
 
     #[test]
+    fn sealing_under_a_secret_needs_that_secret() {
+        let sealed = seal_under_secret("pcl_rt_a", b"successor");
+        assert_eq!(open_under_secret("pcl_rt_a", &sealed).as_deref(), Some(&b"successor"[..]));
+        assert_eq!(open_under_secret("pcl_rt_b", &sealed), None);
+        assert_eq!(open_under_secret("pcl_rt_a", "garbage"), None);
+    }
+
+    #[test]
     fn plain_storage_without_kek() {
         let s = Sealer::new(None).unwrap();
         let stored = s.seal(b"x", "a");
@@ -306,22 +386,47 @@ mod tests {
     fn sign_verify_and_tamper() {
         let now = portcullis_domain::Clock::now(&portcullis_domain::MockClock::new());
         let ring = Keyring::new(Arc::new(Sealer::new(Some(&kek())).unwrap()));
-        let k = ring.generate(now).unwrap();
+        let k = ring.generate(now, now).unwrap();
         ring.install(std::slice::from_ref(&k), now).unwrap();
-        let jwt = ring.sign("at+jwt", &C { sub: "u1".into() }).unwrap();
-        assert_eq!(ring.verify::<C>(&jwt, "at+jwt").unwrap(), C { sub: "u1".into() });
-        assert_eq!(ring.verify::<C>(&jwt, "JWT"), Err(VerifyError::WrongType));
+        let jwt = ring.sign("at+jwt", &C { sub: "u1".into() }, now).unwrap();
+        assert_eq!(ring.verify::<C>(&jwt, "at+jwt", now).unwrap(), C { sub: "u1".into() });
+        assert_eq!(ring.verify::<C>(&jwt, "JWT", now), Err(VerifyError::WrongType));
 
         let mut parts: Vec<String> = jwt.split('.').map(str::to_owned).collect();
         parts[1] = URL_SAFE_NO_PAD.encode(br#"{"sub":"admin"}"#);
-        assert_eq!(ring.verify::<C>(&parts.join("."), "at+jwt"), Err(VerifyError::BadSignature));
-        assert_eq!(ring.verify::<C>("a.b.c", "at+jwt"), Err(VerifyError::Malformed));
+        assert_eq!(ring.verify::<C>(&parts.join("."), "at+jwt", now), Err(VerifyError::BadSignature));
+        assert_eq!(ring.verify::<C>("a.b.c", "at+jwt", now), Err(VerifyError::Malformed));
 
         let other = Keyring::new(Arc::new(Sealer::new(None).unwrap()));
-        let k2 = other.generate(now).unwrap();
+        let k2 = other.generate(now, now).unwrap();
         other.install(std::slice::from_ref(&k2), now).unwrap();
-        assert_eq!(other.verify::<C>(&jwt, "at+jwt"), Err(VerifyError::UnknownKey));
-        assert_eq!(ring.jwks().keys.len(), 1);
-        assert_eq!(ring.jwks().keys[0].kid, k.kid.to_string());
+        assert_eq!(other.verify::<C>(&jwt, "at+jwt", now), Err(VerifyError::UnknownKey));
+        assert_eq!(ring.jwks(now).keys.len(), 1);
+        assert_eq!(ring.jwks(now).keys[0].kid, k.kid.to_string());
+    }
+
+    #[test]
+    fn a_rotated_key_is_published_first_and_the_old_one_retires_later() {
+        let t = portcullis_domain::Clock::now(&portcullis_domain::MockClock::new());
+        let ring = Keyring::new(Arc::new(Sealer::new(None).unwrap()));
+        let mut old = ring.generate(t, t).unwrap();
+        let new = ring.generate(t, t + Duration::minutes(10)).unwrap();
+        old.retired_at = Some(t + Duration::minutes(26));
+        let keys = vec![new.clone(), old.clone()];
+
+        ring.install(&keys, t).unwrap();
+        assert_eq!(ring.jwks(t).keys.len(), 2, "the new key is published before it signs");
+        assert_eq!(ring.current_kid(t), Some(old.kid.to_string()));
+        let early = ring.sign("at+jwt", &C { sub: "a".into() }, t).unwrap();
+
+        let later = t + Duration::minutes(11);
+        ring.install(&keys, later).unwrap();
+        assert_eq!(ring.current_kid(later), Some(new.kid.to_string()));
+        assert!(ring.verify::<C>(&early, "at+jwt", later).is_ok(), "old tokens still verify");
+
+        let gone = t + Duration::minutes(27);
+        ring.install(&keys, gone).unwrap();
+        assert_eq!(ring.jwks(gone).keys.len(), 1);
+        assert_eq!(ring.verify::<C>(&early, "at+jwt", gone), Err(VerifyError::UnknownKey));
     }
 }

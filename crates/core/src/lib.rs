@@ -4,12 +4,14 @@
 //! # Layout
 //! - [`context`]: [`Cx`], the handles every operation receives (store, clock, settings, keys).
 //! - [`settings`]: issuer, audience and lifetimes.
-//! - [`oauth`]: authorization endpoint, consent, token endpoint with one module per grant,
-//!   token minting and live verification, userinfo, discovery.
+//! - [`oauth`]: authorization endpoint, consent, token endpoint with one module per grant
+//!   (authorization code, refresh token, client credentials, device code), device authorization,
+//!   revocation, introspection, token minting and live verification, userinfo, discovery.
 //! - [`sessions`]: sign-in and browser sessions; [`passwords`]: Argon2id; [`csrf`]: form tokens.
 //! - [`keys`]: signing keys (generation, sealing at rest, JWKS, sign/verify).
 //! - [`scopes`]: the scope catalogue (built-in messaging-CRM default, replaceable by a file).
-//! - [`admin`]: workspaces, users, members and clients, as used by the CLI.
+//! - [`admin`]: workspaces, users, members, clients, grants and signing keys, as used by the CLI.
+//! - [`account`]: a signed-in user's own grants, and withdrawing consent.
 //!
 //! # Decisions
 //! - OAuth endpoints speak only [`portcullis_proto::OAuthError`]; internal failures are logged
@@ -19,6 +21,7 @@
 //! - Security decisions that race (code redemption, consent submission) are made by single atomic
 //!   store operations whose outcome is an enum.
 
+pub mod account;
 pub mod admin;
 pub mod context;
 pub mod csrf;

@@ -16,7 +16,21 @@ pub struct Settings {
     pub session_ttl: Duration,
     /// How long a user has to sign in and consent once an app sent them to us.
     pub authorization_request_ttl: Duration,
+    /// How long a device code (RFC 8628) stays valid.
+    pub device_code_ttl: Duration,
+    /// The minimum polling interval a device is told (RFC 8628 §3.2 `interval`).
+    pub device_poll_interval: Duration,
+    /// How long a rotated-in signing key is published before it starts signing.
+    pub signing_key_activation_delay: Duration,
 }
+
+/// The longest overlap window a client may have for concurrent refreshes.
+pub const MAX_REFRESH_OVERLAP: Duration = Duration::seconds(60);
+
+/// A consumed refresh token presented again this soon, while its successor is still unused, is a
+/// concurrent duplicate (two tabs, two workers) rather than a replay: it is refused without
+/// revoking the family. Later, or once the successor was used, it is a replay.
+pub const REFRESH_RACE_TOLERANCE: Duration = Duration::seconds(2);
 
 /// Authorization codes live 60 seconds (RFC 6749 §4.1.2 recommends at most 10 minutes; shorter is
 /// safer and clients redeem immediately).
@@ -35,7 +49,16 @@ impl Settings {
             refresh_token_absolute_ttl: Duration::days(90),
             session_ttl: Duration::hours(12),
             authorization_request_ttl: Duration::minutes(10),
+            device_code_ttl: Duration::minutes(10),
+            device_poll_interval: Duration::seconds(5),
+            signing_key_activation_delay: Duration::minutes(10),
         }
+    }
+
+    /// The longest lifetime of anything we sign: a retiring key stays published this long after
+    /// it stops signing. Service tokens (up to 60 minutes) are signed with the same keys.
+    pub fn longest_token_ttl(&self) -> Duration {
+        self.access_token_ttl.max(Duration::hours(1))
     }
 
     /// Cookies get `Secure` when the issuer is https.

@@ -18,6 +18,7 @@ pub mod prefix {
     pub const AUTH_CODE: &str = "pcl_ac_";
     pub const REFRESH_TOKEN: &str = "pcl_rt_";
     pub const SESSION: &str = "pcl_ss_";
+    pub const DEVICE_CODE: &str = "pcl_dc_";
 }
 
 /// 256 random bits, base64url without padding, behind `prefix`.

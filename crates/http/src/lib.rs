@@ -3,8 +3,10 @@
 //!
 //! # Layout
 //! - [`paths`]: every path we serve; the router and the discovery documents both use it.
-//! - [`routes`]: handlers — [`routes::browser`] (authorize, sign-in, consent, sign-out pages),
-//!   [`routes::token`] (token endpoint), [`routes::meta`] (discovery, JWKS, userinfo, health).
+//! - [`routes`]: handlers — [`routes::browser`] (authorize, sign-in, consent, sign-out, device
+//!   code entry, the account page), [`routes::token`] (the client-authenticated endpoints: token,
+//!   revocation, introspection, device authorization), [`routes::meta`] (discovery, JWKS,
+//!   userinfo, health).
 //! - [`responses`]: OAuth JSON errors, RFC 6750 challenges, pages with security headers, 303s.
 //! - [`cookies`]: the session and CSRF cookies.
 //!
@@ -44,6 +46,16 @@ pub fn router<S: Store>(cx: Cx<S>) -> Router {
         .route(paths::CONSENT, get(browser::consent_page::<S>).post(browser::consent_submit::<S>))
         .route(paths::LOGOUT, post(browser::logout::<S>))
         .route(paths::TOKEN, post(token::token::<S>).fallback(token::wrong_method))
+        .route(paths::REVOKE, post(token::revoke::<S>).fallback(token::wrong_method))
+        .route(paths::INTROSPECT, post(token::introspect::<S>).fallback(token::wrong_method))
+        .route(
+            paths::DEVICE_AUTHORIZATION,
+            post(token::device_authorization::<S>).fallback(token::wrong_method),
+        )
+        .route(paths::DEVICE, get(browser::device_page::<S>).post(browser::device_submit::<S>))
+        .route(paths::DEVICE_DONE, get(browser::device_done))
+        .route(paths::ACCOUNT, get(browser::account_page::<S>))
+        .route(paths::ACCOUNT_REVOKE, post(browser::account_revoke::<S>))
         .route(paths::USERINFO, get(meta::userinfo::<S>).post(meta::userinfo::<S>))
         .with_state(cx)
         .layer(SetResponseHeaderLayer::if_not_present(

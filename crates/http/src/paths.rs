@@ -6,6 +6,18 @@ pub const AUTHORIZE: &str = "/oauth2/authorize";
 pub const TOKEN: &str = "/oauth2/token";
 pub const JWKS: &str = "/oauth2/jwks";
 pub const USERINFO: &str = "/oauth2/userinfo";
+/// RFC 7009.
+pub const REVOKE: &str = "/oauth2/revoke";
+/// RFC 7662.
+pub const INTROSPECT: &str = "/oauth2/introspect";
+/// RFC 8628 §3.1.
+pub const DEVICE_AUTHORIZATION: &str = "/oauth2/device_authorization";
+/// RFC 8628 §3.3: where the user enters the code.
+pub const DEVICE: &str = "/device";
+pub const DEVICE_DONE: &str = "/device/done";
+/// The signed-in user's apps (grants), with consent withdrawal.
+pub const ACCOUNT: &str = "/account";
+pub const ACCOUNT_REVOKE: &str = "/account/revoke";
 pub const LOGIN: &str = "/login";
 pub const LOGOUT: &str = "/logout";
 pub const CONSENT: &str = "/consent";
@@ -26,5 +38,8 @@ pub fn endpoints(issuer: &str) -> portcullis_core::oauth::discovery::Endpoints {
         token: url(issuer, TOKEN),
         jwks: url(issuer, JWKS),
         userinfo: url(issuer, USERINFO),
+        revocation: url(issuer, REVOKE),
+        introspection: url(issuer, INTROSPECT),
+        device_authorization: url(issuer, DEVICE_AUTHORIZATION),
     }
 }

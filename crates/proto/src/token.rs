@@ -7,10 +7,15 @@ use serde::Serialize;
 ///
 /// One variant per grant type; the core dispatches with an exhaustive `match`, so adding a grant
 /// here without implementing it is a compile error.
-#[derive(Debug)]
 pub enum TokenRequest {
     /// RFC 6749 §4.1.3 with RFC 7636 §4.5.
     AuthorizationCode { code: String, redirect_uri: Option<String>, code_verifier: Option<String> },
+    /// RFC 6749 §6.
+    RefreshToken { refresh_token: String, scope: Option<String> },
+    /// RFC 6749 §4.4.2.
+    ClientCredentials { scope: Option<String> },
+    /// RFC 8628 §3.4.
+    DeviceCode { device_code: String },
 }
 
 pub const GRANT_AUTHORIZATION_CODE: &str = "authorization_code";
@@ -30,6 +35,14 @@ impl TokenRequest {
                 redirect_uri: p.get("redirect_uri").map(str::to_owned),
                 code_verifier: p.get("code_verifier").map(str::to_owned),
             }),
+            GRANT_REFRESH_TOKEN => Ok(Self::RefreshToken {
+                refresh_token: p.require("refresh_token")?.to_owned(),
+                scope: p.get("scope").map(str::to_owned),
+            }),
+            GRANT_CLIENT_CREDENTIALS => {
+                Ok(Self::ClientCredentials { scope: p.get("scope").map(str::to_owned) })
+            }
+            GRANT_DEVICE_CODE => Ok(Self::DeviceCode { device_code: p.require("device_code")?.to_owned() }),
             other => Err(OAuthError::new(
                 ErrorCode::UnsupportedGrantType,
                 format!("grant_type {} is not supported", truncate(other, 80)),
@@ -40,7 +53,17 @@ impl TokenRequest {
     pub fn grant_type(&self) -> &'static str {
         match self {
             Self::AuthorizationCode { .. } => GRANT_AUTHORIZATION_CODE,
+            Self::RefreshToken { .. } => GRANT_REFRESH_TOKEN,
+            Self::ClientCredentials { .. } => GRANT_CLIENT_CREDENTIALS,
+            Self::DeviceCode { .. } => GRANT_DEVICE_CODE,
         }
+    }
+}
+
+/// Never print codes or tokens.
+impl std::fmt::Debug for TokenRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "TokenRequest({})", self.grant_type())
     }
 }
 
@@ -95,6 +118,24 @@ mod tests {
     fn missing_grant_type_is_invalid_request() {
         let e = TokenRequest::from_params(&Params::parse(b"code=x")).unwrap_err();
         assert_eq!(e.code, ErrorCode::InvalidRequest);
+    }
+
+    #[test]
+    fn each_grant_requires_its_parameters() {
+        for body in [
+            &b"grant_type=refresh_token"[..],
+            b"grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Adevice_code",
+        ] {
+            let e = TokenRequest::from_params(&Params::parse(body)).unwrap_err();
+            assert_eq!(e.code, ErrorCode::InvalidRequest);
+        }
+        let r = TokenRequest::from_params(&Params::parse(b"grant_type=client_credentials&scope=a")).unwrap();
+        assert_eq!(r.grant_type(), GRANT_CLIENT_CREDENTIALS);
+        let r = TokenRequest::from_params(&Params::parse(
+            b"grant_type=refresh_token&refresh_token=pcl_rt_secret",
+        ))
+        .unwrap();
+        assert!(!format!("{r:?}").contains("pcl_rt_secret"));
     }
 
     #[test]

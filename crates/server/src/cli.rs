@@ -7,6 +7,7 @@ use crate::{Application, backend, shutdown_signal, with_store};
 use clap::{Parser, Subcommand};
 use portcullis_core::Cx;
 use portcullis_core::admin::{Admin, NewClient};
+use portcullis_core::keys::Sealer;
 use portcullis_domain::SystemClock;
 use portcullis_store::{Client, Store, Workspace};
 use secrecy::{ExposeSecret, SecretString};
@@ -44,6 +45,39 @@ pub enum Command {
     /// OAuth clients (apps).
     #[command(subcommand)]
     Client(ClientCmd),
+    /// Grants: one user's consent for one client in one workspace.
+    #[command(subcommand)]
+    Grant(GrantCmd),
+    /// JWT signing keys.
+    #[command(subcommand, name = "signing-key")]
+    SigningKey(SigningKeyCmd),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum GrantCmd {
+    /// List active grants, newest first.
+    List {
+        #[arg(long, value_name = "SLUG")]
+        workspace: Option<String>,
+        #[arg(long, value_name = "CLIENT_ID")]
+        client: Option<String>,
+    },
+    /// Revoke a grant and every token issued under it (other workspaces are untouched).
+    Revoke { id: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SigningKeyCmd {
+    /// Create a new signing key: published in the JWKS now, signing after the activation delay;
+    /// older keys stay published until every token they signed has expired.
+    Rotate {
+        /// How long the new key is published before it signs (default 10m, or
+        /// signing_key_activation_delay in the config file). Longer than JWKS caches keep keys.
+        #[arg(long, env = "PORTCULLIS_SIGNING_KEY_ACTIVATION_DELAY", value_name = "DURATION")]
+        activation_delay: Option<String>,
+    },
+    /// List signing keys and their state.
+    List,
 }
 
 #[derive(Subcommand, Debug)]
@@ -120,12 +154,26 @@ pub enum ClientCmd {
         /// A public client (no secret; e.g. a native or single-page app).
         #[arg(long)]
         public: bool,
-        /// Bind the client to one workspace (it can only ever be granted that workspace).
+        /// Bind the client to one workspace (it can only ever be granted that workspace; required
+        /// for client_credentials).
         #[arg(long, value_name = "SLUG")]
         workspace: Option<String>,
+        /// Overlap window for concurrent refreshes, 0-60s (default 0): within it the previous
+        /// refresh token returns the same new pair instead of counting as a replay.
+        #[arg(long, value_name = "DURATION")]
+        refresh_overlap: Option<String>,
     },
     /// List clients.
     List,
+    /// Issue a new client secret; the old one keeps working for the grace period (default 0s,
+    /// at most 30d).
+    RotateSecret {
+        id: String,
+        #[arg(long, value_name = "DURATION", default_value = "0s")]
+        grace: String,
+    },
+    /// Revoke a client: it cannot authenticate any more and all its tokens become inactive.
+    Revoke { id: String },
 }
 
 /// Runs a parsed command line.
@@ -145,9 +193,10 @@ pub async fn run(cli: Cli) -> Result<(), String> {
             let catalogue = Arc::new(cfg.catalogue()?);
             let backend = backend::open(&cfg.database_url).await?;
             let json = cli.global.json;
+            let sealer = Arc::new(Sealer::new(cfg.key_encryption_key.as_ref())?);
             with_store!(backend, |store| {
-                let admin = Admin::new(store, Arc::new(SystemClock), catalogue);
-                run_admin(&admin, &cmd, json).await
+                let admin = Admin::new(store, Arc::new(SystemClock), catalogue, sealer);
+                run_admin(&admin, &cmd, json, &cfg).await
             })
         }
     }
@@ -243,7 +292,24 @@ fn read_password() -> Result<SecretString, String> {
     Ok(SecretString::from(pw.to_owned()))
 }
 
-pub async fn run_admin<S: Store>(admin: &Admin<S>, cmd: &Command, json: bool) -> Result<(), String> {
+fn parse_duration(name: &str, v: &str) -> Result<time::Duration, String> {
+    config::non_negative(name, Some(v.to_owned()), time::Duration::ZERO)
+}
+
+fn grant_json(g: &portcullis_store::Grant) -> Value {
+    json!({
+        "id": g.id, "user_id": g.user_id, "client_id": g.client_id, "workspace_id": g.workspace_id,
+        "scope": g.scopes, "created_at": ts(g.created_at), "updated_at": ts(g.updated_at),
+        "revoked_at": g.revoked_at.map(ts),
+    })
+}
+
+pub async fn run_admin<S: Store>(
+    admin: &Admin<S>,
+    cmd: &Command,
+    json: bool,
+    cfg: &Config,
+) -> Result<(), String> {
     let e = |e: portcullis_core::admin::AdminError| e.to_string();
     match cmd {
         Command::Serve(_) => unreachable!("serve is handled by run"),
@@ -335,7 +401,17 @@ pub async fn run_admin<S: Store>(admin: &Admin<S>, cmd: &Command, json: bool) ->
                 .collect();
             emit(json, json!({ "workspace": w.slug, "members": v }), human);
         }
-        Command::Client(ClientCmd::Create { name, redirect_uris, scope, grant_types, public, workspace }) => {
+        Command::Client(ClientCmd::Create {
+            name,
+            redirect_uris,
+            scope,
+            grant_types,
+            public,
+            workspace,
+            refresh_overlap,
+        }) => {
+            let refresh_overlap =
+                refresh_overlap.as_deref().map(|v| parse_duration("--refresh-overlap", v)).transpose()?;
             let created = admin
                 .create_client(NewClient {
                     name: name.clone(),
@@ -344,6 +420,7 @@ pub async fn run_admin<S: Store>(admin: &Admin<S>, cmd: &Command, json: bool) ->
                     grant_types: grant_types.clone(),
                     public: *public,
                     workspace: workspace.clone(),
+                    refresh_overlap,
                 })
                 .await
                 .map_err(e)?;
@@ -369,6 +446,105 @@ pub async fn run_admin<S: Store>(admin: &Admin<S>, cmd: &Command, json: bool) ->
                 ));
             }
             emit(json, v, human);
+        }
+        Command::Client(ClientCmd::RotateSecret { id, grace }) => {
+            let grace = parse_duration("--grace", grace)?;
+            let r = admin.rotate_client_secret(id, grace).await.map_err(e)?;
+            let secret = r.secret.as_ref().map(|s| s.expose_secret().to_owned()).unwrap_or_default();
+            let until = r.client.previous_secret_expires_at.map(ts);
+            emit(
+                json,
+                json!({ "client_id": r.client.id, "client_secret": secret, "previous_secret_expires_at": until }),
+                format!(
+                    "New secret for {}: {secret}\nThe previous secret works until {}.\nStore the secret now: it is shown only once.",
+                    r.client.id,
+                    until.as_deref().unwrap_or("now")
+                ),
+            );
+        }
+        Command::Client(ClientCmd::Revoke { id }) => {
+            let c = admin.revoke_client(id).await.map_err(e)?;
+            emit(
+                json,
+                json!({ "client_id": c.id, "revoked_at": c.revoked_at.map(ts) }),
+                format!("Revoked client {}: it cannot authenticate and its tokens are inactive", c.id),
+            );
+        }
+        Command::Grant(GrantCmd::List { workspace, client }) => {
+            let gs = admin.list_grants(workspace.as_deref(), client.as_deref()).await.map_err(e)?;
+            let human = if gs.is_empty() {
+                "No active grants.".to_owned()
+            } else {
+                gs.iter()
+                    .map(|g| {
+                        format!("{}  {}  {}  {}  {}", g.id, g.client_id, g.workspace_id, g.user_id, g.scopes)
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            };
+            emit(json, json!({ "grants": gs.iter().map(grant_json).collect::<Vec<_>>() }), human);
+        }
+        Command::Grant(GrantCmd::Revoke { id }) => {
+            let g = admin.revoke_grant(id).await.map_err(e)?;
+            emit(json, grant_json(&g), format!("Revoked grant {} and every token issued under it", g.id));
+        }
+        Command::SigningKey(SigningKeyCmd::Rotate { activation_delay }) => {
+            let delay = match activation_delay {
+                Some(v) => parse_duration("--activation-delay", v)?,
+                None => cfg.signing_key_activation_delay,
+            };
+            let k = admin.rotate_signing_key(delay, cfg.settings().longest_token_ttl()).await.map_err(e)?;
+            emit(
+                json,
+                json!({ "kid": k.kid, "alg": k.alg, "created_at": ts(k.created_at), "active_from": ts(k.active_from) }),
+                format!(
+                    "New signing key {}: published now, signing from {}; older keys retire once their tokens expire",
+                    k.kid,
+                    ts(k.active_from)
+                ),
+            );
+        }
+        Command::SigningKey(SigningKeyCmd::List) => {
+            let now = admin.clock.now();
+            let keys = admin.signing_keys().await.map_err(e)?;
+            let signing = keys
+                .iter()
+                .find(|k| k.active_from <= now && k.retired_at.is_none_or(|r| r > now))
+                .map(|k| k.kid.clone());
+            let state = |k: &portcullis_store::SigningKey| {
+                if k.retired_at.is_some_and(|r| r <= now) {
+                    "retired"
+                } else if Some(&k.kid) == signing.as_ref() {
+                    "signing"
+                } else if k.active_from > now {
+                    "published"
+                } else {
+                    "retiring"
+                }
+            };
+            let v: Vec<Value> = keys
+                .iter()
+                .map(|k| {
+                    json!({
+                        "kid": k.kid, "alg": k.alg, "state": state(k), "created_at": ts(k.created_at),
+                        "active_from": ts(k.active_from), "retired_at": k.retired_at.map(ts),
+                    })
+                })
+                .collect();
+            let human = keys
+                .iter()
+                .map(|k| {
+                    format!(
+                        "{:<38} {:<9} from {}  retires {}",
+                        k.kid,
+                        state(k),
+                        ts(k.active_from),
+                        k.retired_at.map(ts).unwrap_or_else(|| "-".into())
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("\n");
+            emit(json, json!({ "signing_keys": v }), human);
         }
         Command::Client(ClientCmd::List) => {
             let cs = admin.list_clients().await.map_err(e)?;

@@ -70,6 +70,7 @@ pub struct FileConfig {
     pub refresh_token_idle_ttl: Option<String>,
     pub refresh_token_absolute_ttl: Option<String>,
     pub session_ttl: Option<String>,
+    pub signing_key_activation_delay: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -94,6 +95,7 @@ pub struct Config {
     pub refresh_token_idle_ttl: Duration,
     pub refresh_token_absolute_ttl: Duration,
     pub session_ttl: Duration,
+    pub signing_key_activation_delay: Duration,
 }
 
 pub const DEFAULT_BIND: &str = "127.0.0.1:8080";
@@ -113,6 +115,14 @@ fn duration(name: &str, v: Option<String>, default: Duration) -> Result<Duration
         return Err(format!("{name} must be positive"));
     }
     Ok(d)
+}
+
+/// Like [`duration`], but zero is allowed (`0s`).
+pub fn non_negative(name: &str, v: Option<String>, default: Duration) -> Result<Duration, String> {
+    match v.as_deref().map(str::trim) {
+        Some("0") | Some("0s") => Ok(Duration::ZERO),
+        _ => duration(name, v, default),
+    }
 }
 
 /// Merges flags/env (already merged by clap), the file and the defaults.
@@ -153,6 +163,11 @@ pub fn resolve(
     }
     let session_ttl =
         duration("session_ttl", s.session_ttl.clone().or(file.session_ttl), Duration::hours(12))?;
+    let signing_key_activation_delay = non_negative(
+        "signing_key_activation_delay",
+        file.signing_key_activation_delay,
+        Duration::minutes(10),
+    )?;
     Ok(Config {
         bind,
         database_url: g
@@ -170,6 +185,7 @@ pub fn resolve(
         refresh_token_idle_ttl,
         refresh_token_absolute_ttl,
         session_ttl,
+        signing_key_activation_delay,
     })
 }
 
@@ -183,6 +199,7 @@ impl Config {
         s.refresh_token_idle_ttl = self.refresh_token_idle_ttl;
         s.refresh_token_absolute_ttl = self.refresh_token_absolute_ttl;
         s.session_ttl = self.session_ttl;
+        s.signing_key_activation_delay = self.signing_key_activation_delay;
         s
     }
 

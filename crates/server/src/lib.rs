@@ -22,12 +22,15 @@ use tokio::net::TcpListener;
 pub struct Application {
     listener: TcpListener,
     router: Router,
+    background: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Application {
     /// Wires the router for `cx` onto `listener`.
+    /// Must be called inside a Tokio runtime: it starts the background key reloader.
     pub fn build<S: portcullis_store::Store>(cx: portcullis_core::Cx<S>, listener: TcpListener) -> Self {
-        Self { listener, router: portcullis_http::router(cx) }
+        let background = vec![cx.spawn_key_reloader()];
+        Self { listener, router: portcullis_http::router(cx), background }
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -36,9 +39,14 @@ impl Application {
 
     /// Serves until `shutdown` resolves, then finishes in-flight requests (graceful shutdown).
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
-        axum::serve(self.listener, self.router.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(shutdown)
-            .await
+        let served =
+            axum::serve(self.listener, self.router.into_make_service_with_connect_info::<SocketAddr>())
+                .with_graceful_shutdown(shutdown)
+                .await;
+        for task in self.background {
+            task.abort();
+        }
+        served
     }
 }
 

@@ -38,8 +38,8 @@ pub mod cols {
     pub const WORKSPACE: &str = "id, slug, name, created_at";
     pub const USER: &str = "id, email, name, password_hash, created_at";
     pub const MEMBERSHIP: &str = "workspace_id, user_id, permissions, created_at, updated_at";
-    pub const CLIENT: &str =
-        "id, name, secret_hash, redirect_uris, scopes, grant_types, workspace_id, created_at";
+    pub const CLIENT: &str = "id, name, secret_hash, redirect_uris, scopes, grant_types, workspace_id, \
+        created_at, refresh_overlap_seconds, previous_secret_hash, previous_secret_expires_at, revoked_at";
     pub const GRANT: &str =
         "id, user_id, client_id, workspace_id, scopes, created_at, updated_at, revoked_at";
     pub const CODE: &str = "code_hash, client_id, user_id, workspace_id, grant_id, family_id, \
@@ -130,6 +130,12 @@ macro_rules! impl_sql_store {
                     workspace_id: col::<Option<String>>(row, "workspace_id")?
                         .map(WorkspaceId::from_string),
                     created_at: ts(row, "created_at")?,
+                    refresh_overlap: $crate::time::Duration::seconds(col::<i64>(row, "refresh_overlap_seconds")?),
+                    previous_secret_hash: col::<Option<Vec<u8>>>(row, "previous_secret_hash")?
+                        .map(|b| d::hash(&b))
+                        .transpose()?,
+                    previous_secret_expires_at: ts_opt(row, "previous_secret_expires_at")?,
+                    revoked_at: ts_opt(row, "revoked_at")?,
                 })
             }
 
@@ -189,6 +195,38 @@ macro_rules! impl_sql_store {
                     created_at: ts(row, "created_at")?,
                     expires_at: ts(row, "expires_at")?,
                     consumed_at: ts_opt(row, "consumed_at")?,
+                    successor_hash: col::<Option<Vec<u8>>>(row, "successor_hash")?
+                        .map(|b| d::hash(&b))
+                        .transpose()?,
+                    successor_sealed: col(row, "successor_sealed")?,
+                })
+            }
+
+            fn device(row: &DbRow) -> StoreResult<DeviceCode> {
+                let status = col::<String>(row, "status")?;
+                let approval = match col::<Option<String>>(row, "user_id")? {
+                    None => None,
+                    Some(user) => Some(DeviceApproval {
+                        user_id: UserId::from_string(user),
+                        workspace_id: WorkspaceId::from_string(col::<String>(row, "workspace_id")?),
+                        grant_id: GrantId::from_string(col::<String>(row, "grant_id")?),
+                        family_id: FamilyId::from_string(col::<String>(row, "family_id")?),
+                        scopes: d::scopes(col(row, "granted_scopes")?)?,
+                        auth_time: ts(row, "auth_time")?,
+                    }),
+                };
+                Ok(DeviceCode {
+                    hash: d::hash(&col::<Vec<u8>>(row, "device_code_hash")?)?,
+                    user_code: col(row, "user_code")?,
+                    client_id: ClientId::from_string(col::<String>(row, "client_id")?),
+                    scopes: d::scopes(col(row, "scopes")?)?,
+                    status: DeviceStatus::parse(&status)
+                        .ok_or_else(|| StoreError::Corrupt(format!("device status {status:?}")))?,
+                    interval: col(row, "interval_seconds")?,
+                    last_polled_at: ts_opt(row, "last_polled_at")?,
+                    created_at: ts(row, "created_at")?,
+                    expires_at: ts(row, "expires_at")?,
+                    approval,
                 })
             }
 
@@ -429,8 +467,9 @@ macro_rules! impl_sql_store {
             impl ClientStore for $store {
                 async fn insert_client(&self, c: &Client) -> StoreResult<()> {
                     sql!(
-                        "INSERT INTO clients (id, name, secret_hash, redirect_uris, scopes, grant_types, workspace_id, created_at) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+                        "INSERT INTO clients (id, name, secret_hash, redirect_uris, scopes, grant_types, workspace_id, created_at, \
+                         refresh_overlap_seconds, previous_secret_hash, previous_secret_expires_at, revoked_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
                     )
                     .bind(c.id.as_str())
                     .bind(&c.name)
@@ -440,14 +479,50 @@ macro_rules! impl_sql_store {
                     .bind(c.grant_types.join(" "))
                     .bind(c.workspace_id.as_ref().map(|w| w.as_str()))
                     .bind(c.created_at.unix_timestamp())
+                    .bind(c.refresh_overlap.whole_seconds())
+                    .bind(c.previous_secret_hash.as_ref().map(|h| h.as_bytes().to_vec()))
+                    .bind(c.previous_secret_expires_at.map(|t| t.unix_timestamp()))
+                    .bind(c.revoked_at.map(|t| t.unix_timestamp()))
                     .execute(&self.pool)
                     .await
                     .map_err(err("client_id"))?;
                     Ok(())
                 }
 
+                async fn rotate_client_secret(
+                    &self,
+                    id: &ClientId,
+                    new_hash: &TokenHash,
+                    previous_expires_at: OffsetDateTime,
+                ) -> StoreResult<bool> {
+                    let n = sql!(
+                        "UPDATE clients SET previous_secret_hash = secret_hash, previous_secret_expires_at = $3, secret_hash = $2 \
+                         WHERE id = $1 AND secret_hash IS NOT NULL AND revoked_at IS NULL"
+                    )
+                    .bind(id.as_str())
+                    .bind(new_hash.as_bytes().to_vec())
+                    .bind(previous_expires_at.unix_timestamp())
+                    .execute(&self.pool)
+                    .await
+                    .map_err(db)?
+                    .rows_affected();
+                    Ok(n > 0)
+                }
+
+                async fn revoke_client(&self, id: &ClientId, now: OffsetDateTime) -> StoreResult<bool> {
+                    let n = sql!("UPDATE clients SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL")
+                        .bind(id.as_str())
+                        .bind(now.unix_timestamp())
+                        .execute(&self.pool)
+                        .await
+                        .map_err(db)?
+                        .rows_affected();
+                    Ok(n > 0)
+                }
+
                 async fn client_by_id(&self, id: &ClientId) -> StoreResult<Option<Client>> {
-                    sql!("SELECT id, name, secret_hash, redirect_uris, scopes, grant_types, workspace_id, created_at FROM clients WHERE id = $1")
+                    sql!("SELECT id, name, secret_hash, redirect_uris, scopes, grant_types, workspace_id, created_at, \
+                         refresh_overlap_seconds, previous_secret_hash, previous_secret_expires_at, revoked_at FROM clients WHERE id = $1")
                         .bind(id.as_str())
                         .fetch_optional(&self.pool)
                         .await
@@ -457,7 +532,8 @@ macro_rules! impl_sql_store {
                 }
 
                 async fn list_clients(&self) -> StoreResult<Vec<Client>> {
-                    sql!("SELECT id, name, secret_hash, redirect_uris, scopes, grant_types, workspace_id, created_at FROM clients ORDER BY created_at, id")
+                    sql!("SELECT id, name, secret_hash, redirect_uris, scopes, grant_types, workspace_id, created_at, \
+                         refresh_overlap_seconds, previous_secret_hash, previous_secret_expires_at, revoked_at FROM clients ORDER BY created_at, id")
                         .fetch_all(&self.pool)
                         .await
                         .map_err(db)?
@@ -512,6 +588,48 @@ macro_rules! impl_sql_store {
                     .iter()
                     .map(grant)
                     .collect()
+                }
+
+                async fn list_grants(&self, f: &GrantFilter) -> StoreResult<Vec<Grant>> {
+                    // NULL parameters mean "any": one statement for every filter combination.
+                    sql!(
+                        "SELECT id, user_id, client_id, workspace_id, scopes, created_at, updated_at, revoked_at FROM grants \
+                         WHERE ($1 IS NULL OR workspace_id = $1) AND ($2 IS NULL OR client_id = $2) \
+                         AND ($3 IS NULL OR user_id = $3) AND ($4 OR revoked_at IS NULL) \
+                         ORDER BY created_at DESC, id DESC"
+                    )
+                    .bind(f.workspace_id.as_ref().map(|w| w.as_str().to_owned()))
+                    .bind(f.client_id.as_ref().map(|c| c.as_str().to_owned()))
+                    .bind(f.user_id.as_ref().map(|u| u.as_str().to_owned()))
+                    .bind(f.include_revoked)
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(db)?
+                    .iter()
+                    .map(grant)
+                    .collect()
+                }
+
+                async fn revoke_grant(&self, id: &GrantId, now: OffsetDateTime) -> StoreResult<bool> {
+                    let mut tx = self.pool.begin().await.map_err(db)?;
+                    let n = sql!("UPDATE grants SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL")
+                        .bind(id.as_str())
+                        .bind(now.unix_timestamp())
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(db)?
+                        .rows_affected();
+                    sql!(
+                        "UPDATE token_families SET revoked_at = $2, revoked_reason = 'grant_revoked' \
+                         WHERE grant_id = $1 AND revoked_at IS NULL"
+                    )
+                    .bind(id.as_str())
+                    .bind(now.unix_timestamp())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db)?;
+                    tx.commit().await.map_err(db)?;
+                    Ok(n > 0)
                 }
             }
 
@@ -678,8 +796,8 @@ macro_rules! impl_sql_store {
 
                 async fn refresh_token(&self, h: &TokenHash) -> StoreResult<Option<RefreshToken>> {
                     sql!(
-                        "SELECT token_hash, family_id, client_id, scopes, created_at, expires_at, consumed_at \
-                         FROM refresh_tokens WHERE token_hash = $1"
+                        "SELECT token_hash, family_id, client_id, scopes, created_at, expires_at, consumed_at, \
+                         successor_hash, successor_sealed FROM refresh_tokens WHERE token_hash = $1"
                     )
                     .bind(h.as_bytes().to_vec())
                     .fetch_optional(&self.pool)
@@ -687,6 +805,232 @@ macro_rules! impl_sql_store {
                     .map_err(db)?
                     .map(|r| refresh(&r))
                     .transpose()
+                }
+
+                async fn rotate_refresh(
+                    &self,
+                    presented: &TokenHash,
+                    now: OffsetDateTime,
+                    next: &RefreshToken,
+                    sealed: Option<&str>,
+                ) -> StoreResult<RefreshRotation> {
+                    let mut tx = self.pool.begin().await.map_err(db)?;
+                    let won = sql!(
+                        "UPDATE refresh_tokens SET consumed_at = $2, successor_hash = $3, successor_sealed = $4 \
+                         WHERE token_hash = $1 AND consumed_at IS NULL"
+                    )
+                    .bind(presented.as_bytes().to_vec())
+                    .bind(now.unix_timestamp())
+                    .bind(next.hash.as_bytes().to_vec())
+                    .bind(sealed)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db)?
+                    .rows_affected()
+                        == 1;
+                    if won {
+                        sql!(
+                            "INSERT INTO refresh_tokens (token_hash, family_id, client_id, scopes, created_at, expires_at) \
+                             VALUES ($1, $2, $3, $4, $5, $6)"
+                        )
+                        .bind(next.hash.as_bytes().to_vec())
+                        .bind(next.family_id.as_str())
+                        .bind(next.client_id.as_str())
+                        .bind(next.scopes.to_string())
+                        .bind(next.created_at.unix_timestamp())
+                        .bind(next.expires_at.unix_timestamp())
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(err("refresh token"))?;
+                        tx.commit().await.map_err(db)?;
+                        return Ok(RefreshRotation::Rotated);
+                    }
+                    tx.rollback().await.map_err(db)?;
+                    Ok(match self.refresh_token(presented).await? {
+                        Some(t) => RefreshRotation::AlreadyConsumed(Box::new(t)),
+                        None => RefreshRotation::NotFound,
+                    })
+                }
+
+                async fn revoke_access_token(
+                    &self,
+                    jti: &str,
+                    client: &ClientId,
+                    expires_at: OffsetDateTime,
+                    now: OffsetDateTime,
+                ) -> StoreResult<()> {
+                    sql!(
+                        "INSERT INTO revoked_access_tokens (jti, client_id, revoked_at, expires_at) VALUES ($1, $2, $3, $4) \
+                         ON CONFLICT (jti) DO NOTHING"
+                    )
+                    .bind(jti)
+                    .bind(client.as_str())
+                    .bind(now.unix_timestamp())
+                    .bind(expires_at.unix_timestamp())
+                    .execute(&self.pool)
+                    .await
+                    .map_err(db)?;
+                    Ok(())
+                }
+
+                async fn access_token_revoked(&self, jti: &str) -> StoreResult<bool> {
+                    let row = sql!("SELECT 1 AS one FROM revoked_access_tokens WHERE jti = $1")
+                        .bind(jti)
+                        .fetch_optional(&self.pool)
+                        .await
+                        .map_err(db)?;
+                    Ok(row.is_some())
+                }
+            }
+
+            impl DeviceStore for $store {
+                async fn insert_device_code(&self, dc: &DeviceCode) -> StoreResult<()> {
+                    sql!(
+                        "INSERT INTO device_codes (device_code_hash, user_code, client_id, scopes, status, interval_seconds, \
+                         created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+                    )
+                    .bind(dc.hash.as_bytes().to_vec())
+                    .bind(&dc.user_code)
+                    .bind(dc.client_id.as_str())
+                    .bind(dc.scopes.to_string())
+                    .bind(dc.status.as_str())
+                    .bind(dc.interval)
+                    .bind(dc.created_at.unix_timestamp())
+                    .bind(dc.expires_at.unix_timestamp())
+                    .execute(&self.pool)
+                    .await
+                    .map_err(err("user_code"))?;
+                    Ok(())
+                }
+
+                async fn pending_device_by_user_code(&self, user_code: &str, now: OffsetDateTime) -> StoreResult<Option<DeviceCode>> {
+                    sql!(
+                        "SELECT device_code_hash, user_code, client_id, scopes, status, interval_seconds, last_polled_at, \
+                         created_at, expires_at, user_id, workspace_id, grant_id, family_id, granted_scopes, auth_time, decided_at \
+                         FROM device_codes WHERE user_code = $1 AND status = 'pending' AND expires_at > $2"
+                    )
+                    .bind(user_code)
+                    .bind(now.unix_timestamp())
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(db)?
+                    .map(|r| device(&r))
+                    .transpose()
+                }
+
+                async fn poll_device(&self, h: &TokenHash, now: OffsetDateTime) -> StoreResult<Option<(DeviceCode, bool)>> {
+                    // Right-hand sides read the row as it was before this update, so the
+                    // too-fast test compares with the previous poll.
+                    let row = sql!(
+                        "UPDATE device_codes SET \
+                           poll_too_fast = (last_polled_at IS NOT NULL AND $2 - last_polled_at < interval_seconds), \
+                           interval_seconds = CASE WHEN last_polled_at IS NOT NULL AND $2 - last_polled_at < interval_seconds \
+                                              THEN interval_seconds + 5 ELSE interval_seconds END, \
+                           last_polled_at = $2 \
+                         WHERE device_code_hash = $1 \
+                         RETURNING device_code_hash, user_code, client_id, scopes, status, interval_seconds, last_polled_at, \
+                           created_at, expires_at, user_id, workspace_id, grant_id, family_id, granted_scopes, auth_time, \
+                           decided_at, poll_too_fast"
+                    )
+                    .bind(h.as_bytes().to_vec())
+                    .bind(now.unix_timestamp())
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(db)?;
+                    let Some(row) = row else { return Ok(None) };
+                    Ok(Some((device(&row)?, col::<bool>(&row, "poll_too_fast")?)))
+                }
+
+                async fn approve_device(
+                    &self,
+                    user_code: &str,
+                    a: &DeviceApproval,
+                    f: &TokenFamily,
+                    now: OffsetDateTime,
+                ) -> StoreResult<bool> {
+                    let mut tx = self.pool.begin().await.map_err(db)?;
+                    sql!(
+                        "INSERT INTO token_families (id, client_id, user_id, workspace_id, grant_id, created_at, expires_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7)"
+                    )
+                    .bind(f.id.as_str())
+                    .bind(f.client_id.as_str())
+                    .bind(f.user_id.as_ref().map(|u| u.as_str()))
+                    .bind(f.workspace_id.as_str())
+                    .bind(f.grant_id.as_ref().map(|g| g.as_str()))
+                    .bind(f.created_at.unix_timestamp())
+                    .bind(f.expires_at.unix_timestamp())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(err("family"))?;
+                    let n = sql!(
+                        "UPDATE device_codes SET status = 'approved', user_id = $2, workspace_id = $3, grant_id = $4, \
+                         family_id = $5, granted_scopes = $6, auth_time = $7, decided_at = $8 \
+                         WHERE user_code = $1 AND status = 'pending' AND expires_at > $8"
+                    )
+                    .bind(user_code)
+                    .bind(a.user_id.as_str())
+                    .bind(a.workspace_id.as_str())
+                    .bind(a.grant_id.as_str())
+                    .bind(a.family_id.as_str())
+                    .bind(a.scopes.to_string())
+                    .bind(a.auth_time.unix_timestamp())
+                    .bind(now.unix_timestamp())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db)?
+                    .rows_affected();
+                    if n == 1 {
+                        tx.commit().await.map_err(db)?;
+                        Ok(true)
+                    } else {
+                        tx.rollback().await.map_err(db)?;
+                        Ok(false)
+                    }
+                }
+
+                async fn deny_device(&self, user_code: &str, now: OffsetDateTime) -> StoreResult<bool> {
+                    let n = sql!(
+                        "UPDATE device_codes SET status = 'denied', decided_at = $2 \
+                         WHERE user_code = $1 AND status = 'pending' AND expires_at > $2"
+                    )
+                    .bind(user_code)
+                    .bind(now.unix_timestamp())
+                    .execute(&self.pool)
+                    .await
+                    .map_err(db)?
+                    .rows_affected();
+                    Ok(n == 1)
+                }
+
+                async fn consume_device(&self, h: &TokenHash, _now: OffsetDateTime) -> StoreResult<bool> {
+                    let n = sql!("UPDATE device_codes SET status = 'consumed' WHERE device_code_hash = $1 AND status = 'approved'")
+                        .bind(h.as_bytes().to_vec())
+                        .execute(&self.pool)
+                        .await
+                        .map_err(db)?
+                        .rows_affected();
+                    Ok(n == 1)
+                }
+
+                async fn record_user_code_failure(&self, u: &UserId, now: OffsetDateTime) -> StoreResult<()> {
+                    sql!("INSERT INTO user_code_failures (user_id, at) VALUES ($1, $2)")
+                        .bind(u.as_str())
+                        .bind(now.unix_timestamp())
+                        .execute(&self.pool)
+                        .await
+                        .map_err(db)?;
+                    Ok(())
+                }
+
+                async fn user_code_failures_since(&self, u: &UserId, since: OffsetDateTime) -> StoreResult<i64> {
+                    let row = sql!("SELECT COUNT(*) AS n FROM user_code_failures WHERE user_id = $1 AND at >= $2")
+                        .bind(u.as_str())
+                        .bind(since.unix_timestamp())
+                        .fetch_one(&self.pool)
+                        .await
+                        .map_err(db)?;
+                    col::<i64>(&row, "n")
                 }
             }
 
@@ -720,6 +1064,30 @@ macro_rules! impl_sql_store {
                     .iter()
                     .map(signing_key)
                     .collect()
+                }
+
+                async fn rotate_signing_key(&self, next: &SigningKey, retire_at: OffsetDateTime) -> StoreResult<()> {
+                    let mut tx = self.pool.begin().await.map_err(db)?;
+                    sql!("UPDATE signing_keys SET retired_at = $1 WHERE retired_at IS NULL")
+                        .bind(retire_at.unix_timestamp())
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(db)?;
+                    sql!(
+                        "INSERT INTO signing_keys (kid, alg, private_key, public_jwk, created_at, active_from, retired_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7)"
+                    )
+                    .bind(next.kid.as_str())
+                    .bind(&next.alg)
+                    .bind(&next.private_key)
+                    .bind(&next.public_jwk)
+                    .bind(next.created_at.unix_timestamp())
+                    .bind(next.active_from.unix_timestamp())
+                    .bind(next.retired_at.map(|t| t.unix_timestamp()))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(err("kid"))?;
+                    tx.commit().await.map_err(db)
                 }
 
                 async fn server_secret(&self, name: &str, candidate: &str, now: OffsetDateTime) -> StoreResult<String> {

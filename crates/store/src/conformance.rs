@@ -22,7 +22,14 @@ pub async fn run_all<S: Store>(store: S) {
     codes_and_families(&store).await;
     concurrent_redemption_has_one_winner(&store).await;
     refresh_tokens(&store).await;
+    refresh_rotation(&store).await;
+    concurrent_rotation_has_one_winner(&store).await;
+    grant_listing_and_revocation(&store).await;
+    client_secret_rotation_and_revocation(&store).await;
+    revoked_access_tokens(&store).await;
+    device_codes(&store).await;
     signing_keys_and_secrets(&store).await;
+    signing_key_rotation(&store).await;
     sessions(&store).await;
     store.ping().await.expect("ping");
 }
@@ -59,6 +66,10 @@ fn client(ws: Option<&WorkspaceId>) -> Client {
         grant_types: vec!["authorization_code".into(), "refresh_token".into()],
         workspace_id: ws.cloned(),
         created_at: t0(),
+        refresh_overlap: Duration::seconds(10),
+        previous_secret_hash: None,
+        previous_secret_expires_at: None,
+        revoked_at: None,
     }
 }
 
@@ -306,6 +317,8 @@ async fn refresh_tokens<S: Store>(s: &S) {
         created_at: t0(),
         expires_at: t0() + Duration::days(30),
         consumed_at: None,
+        successor_hash: None,
+        successor_sealed: None,
     };
     s.insert_refresh_token(&t).await.unwrap();
     assert_eq!(s.refresh_token(&t.hash).await.unwrap(), Some(t.clone()));
@@ -348,4 +361,252 @@ async fn sessions<S: Store>(s: &S) {
     assert_eq!(s.session(&sess.hash, t0() + Duration::hours(8)).await.unwrap(), None, "expired");
     s.delete_session(&sess.hash).await.unwrap();
     assert_eq!(s.session(&sess.hash, t0()).await.unwrap(), None);
+}
+
+fn refresh_row(family: &TokenFamily, secret: &str) -> RefreshToken {
+    RefreshToken {
+        hash: TokenHash::of(secret),
+        family_id: family.id.clone(),
+        client_id: family.client_id.clone(),
+        scopes: ScopeSet::parse("contacts:read").unwrap(),
+        created_at: t0(),
+        expires_at: t0() + Duration::days(30),
+        consumed_at: None,
+        successor_hash: None,
+        successor_sealed: None,
+    }
+}
+
+async fn refresh_rotation<S: Store>(s: &S) {
+    let (_, family) = code_fixture(s, "rotation").await;
+    let r0 = refresh_row(&family, "pcl_rt_r0");
+    s.insert_refresh_token(&r0).await.unwrap();
+    let r1 = refresh_row(&family, "pcl_rt_r1");
+    let later = t0() + Duration::seconds(5);
+    assert_eq!(
+        s.rotate_refresh(&r0.hash, later, &r1, Some("sealed")).await.unwrap(),
+        RefreshRotation::Rotated
+    );
+    let stored = s.refresh_token(&r0.hash).await.unwrap().unwrap();
+    assert_eq!(stored.consumed_at, Some(later));
+    assert_eq!(stored.successor_hash, Some(r1.hash.clone()));
+    assert_eq!(stored.successor_sealed.as_deref(), Some("sealed"));
+    assert_eq!(s.refresh_token(&r1.hash).await.unwrap(), Some(r1.clone()), "the successor is stored");
+
+    // A second rotation of r0 loses, reports the row, and stores nothing.
+    let r1b = refresh_row(&family, "pcl_rt_r1b");
+    match s.rotate_refresh(&r0.hash, later, &r1b, None).await.unwrap() {
+        RefreshRotation::AlreadyConsumed(t) => assert_eq!(t.successor_hash, Some(r1.hash.clone())),
+        other => panic!("expected AlreadyConsumed, got {other:?}"),
+    }
+    assert_eq!(s.refresh_token(&r1b.hash).await.unwrap(), None);
+    assert_eq!(
+        s.rotate_refresh(&TokenHash::of("nope"), later, &r1b, None).await.unwrap(),
+        RefreshRotation::NotFound
+    );
+}
+
+async fn concurrent_rotation_has_one_winner<S: Store>(s: &S) {
+    let (_, family) = code_fixture(s, "rotation-race").await;
+    let r0 = refresh_row(&family, "pcl_rt_race0");
+    s.insert_refresh_token(&r0).await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let s = s.clone();
+        let h = r0.hash.clone();
+        let next = refresh_row(&family, &format!("pcl_rt_race_next_{i}"));
+        tasks.push(tokio::spawn(async move { s.rotate_refresh(&h, t0(), &next, None).await.unwrap() }));
+    }
+    let mut winners = 0;
+    for t in tasks {
+        if t.await.unwrap() == RefreshRotation::Rotated {
+            winners += 1;
+        }
+    }
+    assert_eq!(winners, 1, "exactly one concurrent rotation wins");
+}
+
+async fn grant_listing_and_revocation<S: Store>(s: &S) {
+    let (code, family) = code_fixture(s, "grant-revoke").await;
+    let all = s
+        .list_grants(&GrantFilter { client_id: Some(code.client_id.clone()), ..Default::default() })
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 1);
+    let by_ws = s
+        .list_grants(&GrantFilter { workspace_id: Some(code.workspace_id.clone()), ..Default::default() })
+        .await
+        .unwrap();
+    assert_eq!(by_ws.len(), 1);
+    let none = s
+        .list_grants(&GrantFilter { workspace_id: Some(WorkspaceId::generate()), ..Default::default() })
+        .await
+        .unwrap();
+    assert!(none.is_empty());
+
+    assert!(s.revoke_grant(&code.grant_id, t0()).await.unwrap());
+    assert!(!s.revoke_grant(&code.grant_id, t0()).await.unwrap());
+    let f = s.family(&family.id).await.unwrap().unwrap();
+    assert_eq!(f.revoked_at, Some(t0()), "revoking a grant revokes its families");
+    assert_eq!(f.revoked_reason.as_deref(), Some("grant_revoked"));
+    let active = s
+        .list_grants(&GrantFilter { client_id: Some(code.client_id.clone()), ..Default::default() })
+        .await
+        .unwrap();
+    assert!(active.is_empty());
+    let with_revoked = s
+        .list_grants(&GrantFilter {
+            client_id: Some(code.client_id),
+            include_revoked: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(with_revoked.len(), 1);
+}
+
+async fn client_secret_rotation_and_revocation<S: Store>(s: &S) {
+    let c = client(None);
+    s.insert_client(&c).await.unwrap();
+    let new = TokenHash::of("pcl_cs_new");
+    let until = t0() + Duration::days(7);
+    assert!(s.rotate_client_secret(&c.id, &new, until).await.unwrap());
+    let back = s.client_by_id(&c.id).await.unwrap().unwrap();
+    assert_eq!(back.secret_hash, Some(new));
+    assert_eq!(back.previous_secret_hash, c.secret_hash);
+    assert_eq!(back.previous_secret_expires_at, Some(until));
+    assert_eq!(back.refresh_overlap, Duration::seconds(10));
+
+    let public = Client { id: ClientId::generate(), secret_hash: None, ..c.clone() };
+    s.insert_client(&public).await.unwrap();
+    assert!(
+        !s.rotate_client_secret(&public.id, &TokenHash::of("x"), until).await.unwrap(),
+        "public clients have no secret"
+    );
+
+    assert!(s.revoke_client(&c.id, t0()).await.unwrap());
+    assert!(!s.revoke_client(&c.id, t0()).await.unwrap());
+    assert!(s.client_by_id(&c.id).await.unwrap().unwrap().is_revoked());
+    assert!(
+        !s.rotate_client_secret(&c.id, &TokenHash::of("y"), until).await.unwrap(),
+        "revoked clients stay revoked"
+    );
+}
+
+async fn revoked_access_tokens<S: Store>(s: &S) {
+    let c = client(None);
+    s.insert_client(&c).await.unwrap();
+    assert!(!s.access_token_revoked("jti-1").await.unwrap());
+    s.revoke_access_token("jti-1", &c.id, t0() + Duration::minutes(15), t0()).await.unwrap();
+    s.revoke_access_token("jti-1", &c.id, t0() + Duration::minutes(15), t0()).await.unwrap();
+    assert!(s.access_token_revoked("jti-1").await.unwrap());
+}
+
+async fn device_codes<S: Store>(s: &S) {
+    let (w, u, c) = fixture(s, "device").await;
+    let dc = DeviceCode {
+        hash: TokenHash::of("pcl_dc_1"),
+        user_code: "WDJBMJHT".into(),
+        client_id: c.id.clone(),
+        scopes: ScopeSet::parse("contacts:read").unwrap(),
+        status: DeviceStatus::Pending,
+        interval: 5,
+        last_polled_at: None,
+        created_at: t0(),
+        expires_at: t0() + Duration::minutes(10),
+        approval: None,
+    };
+    s.insert_device_code(&dc).await.unwrap();
+    let dup = DeviceCode { hash: TokenHash::of("pcl_dc_2"), ..dc.clone() };
+    assert!(matches!(s.insert_device_code(&dup).await, Err(StoreError::Duplicate("user_code"))));
+
+    assert_eq!(s.pending_device_by_user_code("WDJBMJHT", t0()).await.unwrap(), Some(dc.clone()));
+    assert_eq!(s.pending_device_by_user_code("WDJBMJHT", t0() + Duration::minutes(10)).await.unwrap(), None);
+
+    // Polls: the first is fine, one 2 s later is too fast (interval grows to 10), one 11 s after
+    // that is fine again.
+    let (d, fast) = s.poll_device(&dc.hash, t0()).await.unwrap().unwrap();
+    assert!(!fast);
+    assert_eq!(d.interval, 5);
+    let (d, fast) = s.poll_device(&dc.hash, t0() + Duration::seconds(2)).await.unwrap().unwrap();
+    assert!(fast);
+    assert_eq!(d.interval, 10);
+    let (_, fast) = s.poll_device(&dc.hash, t0() + Duration::seconds(13)).await.unwrap().unwrap();
+    assert!(!fast);
+    assert_eq!(s.poll_device(&TokenHash::of("nope"), t0()).await.unwrap(), None);
+
+    // Approve once (with its family), then consume once.
+    let grant = s
+        .upsert_grant(&Grant {
+            id: GrantId::generate(),
+            user_id: u.id.clone(),
+            client_id: c.id.clone(),
+            workspace_id: w.id.clone(),
+            scopes: dc.scopes.clone(),
+            created_at: t0(),
+            updated_at: t0(),
+            revoked_at: None,
+        })
+        .await
+        .unwrap();
+    let family = TokenFamily {
+        id: FamilyId::generate(),
+        client_id: c.id.clone(),
+        user_id: Some(u.id.clone()),
+        workspace_id: w.id.clone(),
+        grant_id: Some(grant.id.clone()),
+        created_at: t0(),
+        expires_at: t0() + Duration::days(90),
+        revoked_at: None,
+        revoked_reason: None,
+    };
+    let approval = DeviceApproval {
+        user_id: u.id.clone(),
+        workspace_id: w.id.clone(),
+        grant_id: grant.id.clone(),
+        family_id: family.id.clone(),
+        scopes: dc.scopes.clone(),
+        auth_time: t0(),
+    };
+    assert!(s.approve_device("WDJBMJHT", &approval, &family, t0()).await.unwrap());
+    let other_family = TokenFamily { id: FamilyId::generate(), ..family.clone() };
+    assert!(!s.approve_device("WDJBMJHT", &approval, &other_family, t0()).await.unwrap(), "decided once");
+    assert_eq!(s.family(&other_family.id).await.unwrap(), None, "a refused approval stores nothing");
+    assert!(!s.deny_device("WDJBMJHT", t0()).await.unwrap());
+    let (d, _) = s.poll_device(&dc.hash, t0() + Duration::seconds(60)).await.unwrap().unwrap();
+    assert_eq!(d.status, DeviceStatus::Approved);
+    assert_eq!(d.approval, Some(approval));
+    assert!(s.consume_device(&dc.hash, t0()).await.unwrap());
+    assert!(!s.consume_device(&dc.hash, t0()).await.unwrap(), "consumed once");
+
+    let denied = DeviceCode { hash: TokenHash::of("pcl_dc_3"), user_code: "BCDFGHJK".into(), ..dc.clone() };
+    s.insert_device_code(&denied).await.unwrap();
+    assert!(s.deny_device("BCDFGHJK", t0()).await.unwrap());
+    assert!(!s.consume_device(&denied.hash, t0()).await.unwrap());
+
+    assert_eq!(s.user_code_failures_since(&u.id, t0()).await.unwrap(), 0);
+    s.record_user_code_failure(&u.id, t0()).await.unwrap();
+    s.record_user_code_failure(&u.id, t0() + Duration::minutes(20)).await.unwrap();
+    assert_eq!(s.user_code_failures_since(&u.id, t0()).await.unwrap(), 2);
+    assert_eq!(s.user_code_failures_since(&u.id, t0() + Duration::minutes(5)).await.unwrap(), 1);
+}
+
+async fn signing_key_rotation<S: Store>(s: &S) {
+    let before = s.signing_keys().await.unwrap();
+    let next = SigningKey {
+        kid: KeyId::generate(),
+        alg: "ES256".into(),
+        private_key: "sealed".into(),
+        public_jwk: "{}".into(),
+        created_at: t0() + Duration::days(1),
+        active_from: t0() + Duration::days(1) + Duration::minutes(10),
+        retired_at: None,
+    };
+    let retire_at = next.active_from + Duration::minutes(15);
+    s.rotate_signing_key(&next, retire_at).await.unwrap();
+    let after = s.signing_keys().await.unwrap();
+    assert_eq!(after.len(), before.len() + 1);
+    assert_eq!(after[0].kid, next.kid);
+    assert_eq!(after[0].retired_at, None, "the new key is not retired");
+    assert!(after[1..].iter().all(|k| k.retired_at == Some(retire_at)));
 }

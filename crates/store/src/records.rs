@@ -4,7 +4,7 @@
 use portcullis_domain::{
     ClientId, Email, FamilyId, GrantId, KeyId, RedirectUri, ScopeSet, Slug, TokenHash, UserId, WorkspaceId,
 };
-use time::OffsetDateTime;
+use time::{Duration, OffsetDateTime};
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Workspace {
@@ -65,11 +65,23 @@ pub struct Client {
     /// granted access to that workspace.
     pub workspace_id: Option<WorkspaceId>,
     pub created_at: OffsetDateTime,
+    /// How long the immediately previous refresh token still returns the same successor pair
+    /// (for clients that refresh concurrently). Zero by default, at most 60 s.
+    pub refresh_overlap: Duration,
+    /// The secret replaced by the last rotation, accepted until `previous_secret_expires_at`.
+    pub previous_secret_hash: Option<TokenHash>,
+    pub previous_secret_expires_at: Option<OffsetDateTime>,
+    /// A revoked client cannot authenticate, and every token issued to it is inactive.
+    pub revoked_at: Option<OffsetDateTime>,
 }
 
 impl Client {
     pub fn is_public(&self) -> bool {
         self.secret_hash.is_none()
+    }
+
+    pub fn is_revoked(&self) -> bool {
+        self.revoked_at.is_some()
     }
 
     pub fn allows_grant(&self, grant_type: &str) -> bool {
@@ -160,6 +172,91 @@ pub struct RefreshToken {
     pub created_at: OffsetDateTime,
     pub expires_at: OffsetDateTime,
     pub consumed_at: Option<OffsetDateTime>,
+    /// Set when consumed: the token that replaced this one.
+    pub successor_hash: Option<TokenHash>,
+    /// The successor token response, sealed under a key derived from this token's secret (only
+    /// its holder can open it); kept for clients with an overlap window.
+    pub successor_sealed: Option<String>,
+}
+
+/// Outcome of rotating a refresh token, decided by one conditional update.
+#[derive(Clone, Debug, PartialEq)]
+pub enum RefreshRotation {
+    /// This call consumed the token and stored its successor.
+    Rotated,
+    /// The token was consumed before (by a concurrent request or earlier): the row as it is now,
+    /// so the caller can tell an overlap or a race from a replay.
+    AlreadyConsumed(Box<RefreshToken>),
+    NotFound,
+}
+
+/// State of a device authorization (RFC 8628).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeviceStatus {
+    Pending,
+    Approved,
+    Denied,
+    /// Tokens were issued; the device code is spent.
+    Consumed,
+}
+
+impl DeviceStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Approved => "approved",
+            Self::Denied => "denied",
+            Self::Consumed => "consumed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "pending" => Self::Pending,
+            "approved" => Self::Approved,
+            "denied" => Self::Denied,
+            "consumed" => Self::Consumed,
+            _ => return None,
+        })
+    }
+}
+
+/// What the user approved for a device code.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DeviceApproval {
+    pub user_id: UserId,
+    pub workspace_id: WorkspaceId,
+    pub grant_id: GrantId,
+    pub family_id: FamilyId,
+    pub scopes: ScopeSet,
+    pub auth_time: OffsetDateTime,
+}
+
+/// A device authorization: the device polls with the device code (stored by hash), the user
+/// enters the user code.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DeviceCode {
+    pub hash: TokenHash,
+    /// Normalised: upper case, no separator (`WDJBMJHT`).
+    pub user_code: String,
+    pub client_id: ClientId,
+    pub scopes: ScopeSet,
+    pub status: DeviceStatus,
+    /// Minimum seconds between polls; grows by 5 s on each `slow_down` (RFC 8628 §3.5).
+    pub interval: i64,
+    pub last_polled_at: Option<OffsetDateTime>,
+    pub created_at: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
+    pub approval: Option<DeviceApproval>,
+}
+
+/// Filter for listing grants.
+#[derive(Clone, Debug, Default)]
+pub struct GrantFilter {
+    pub workspace_id: Option<WorkspaceId>,
+    pub client_id: Option<ClientId>,
+    pub user_id: Option<UserId>,
+    pub include_revoked: bool,
 }
 
 /// A JWT signing key. `private_key` is PKCS#8, base64, possibly sealed with the key-encryption

@@ -53,6 +53,20 @@ pub trait ClientStore {
     fn insert_client(&self, c: &Client) -> impl Future<Output = StoreResult<()>> + Send;
     fn client_by_id(&self, id: &ClientId) -> impl Future<Output = StoreResult<Option<Client>>> + Send;
     fn list_clients(&self) -> impl Future<Output = StoreResult<Vec<Client>>> + Send;
+    /// Replaces the secret of a confidential, unrevoked client; the current one becomes the
+    /// previous secret, accepted until `previous_expires_at`. Returns whether a client changed.
+    fn rotate_client_secret(
+        &self,
+        id: &ClientId,
+        new_hash: &TokenHash,
+        previous_expires_at: OffsetDateTime,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
+    /// Marks the client revoked. Returns whether this call revoked it.
+    fn revoke_client(
+        &self,
+        id: &ClientId,
+        now: OffsetDateTime,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
 }
 
 pub trait GrantStore {
@@ -67,6 +81,15 @@ pub trait GrantStore {
         user: &UserId,
         client: &ClientId,
     ) -> impl Future<Output = StoreResult<Vec<Grant>>> + Send;
+    /// Grants matching the filter, newest first.
+    fn list_grants(&self, f: &GrantFilter) -> impl Future<Output = StoreResult<Vec<Grant>>> + Send;
+    /// Revokes the grant and every token family issued under it, in one transaction. Returns
+    /// whether this call revoked it.
+    fn revoke_grant(
+        &self,
+        id: &GrantId,
+        now: OffsetDateTime,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
 }
 
 pub trait AuthorizationStore {
@@ -102,8 +125,8 @@ pub trait AuthorizationStore {
 
 pub trait TokenStore {
     fn family(&self, id: &FamilyId) -> impl Future<Output = StoreResult<Option<TokenFamily>>> + Send;
-    /// Revokes the family and every refresh token in it. Returns whether this call revoked it
-    /// (false if it was already revoked or does not exist).
+    /// Revokes the family, and with it every token in it (each token is checked against its
+    /// family). Returns whether this call revoked it (false if already revoked or unknown).
     fn revoke_family(
         &self,
         id: &FamilyId,
@@ -115,12 +138,85 @@ pub trait TokenStore {
         &self,
         hash: &TokenHash,
     ) -> impl Future<Output = StoreResult<Option<RefreshToken>>> + Send;
+    /// Consumes `presented` (recording its successor and, for overlap windows, the sealed
+    /// successor response) and stores `successor`, atomically: of concurrent rotations of one
+    /// token exactly one returns `Rotated`.
+    fn rotate_refresh(
+        &self,
+        presented: &TokenHash,
+        now: OffsetDateTime,
+        successor: &RefreshToken,
+        successor_sealed: Option<&str>,
+    ) -> impl Future<Output = StoreResult<RefreshRotation>> + Send;
+    /// Records a revoked access token (by `jti`) until it would have expired.
+    fn revoke_access_token(
+        &self,
+        jti: &str,
+        client: &ClientId,
+        expires_at: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+    fn access_token_revoked(&self, jti: &str) -> impl Future<Output = StoreResult<bool>> + Send;
+}
+
+pub trait DeviceStore {
+    /// Fails with `Duplicate("user_code")` when the user code is taken (the caller draws again).
+    fn insert_device_code(&self, d: &DeviceCode) -> impl Future<Output = StoreResult<()>> + Send;
+    /// A pending, unexpired device authorization by its (normalised) user code.
+    fn pending_device_by_user_code(
+        &self,
+        user_code: &str,
+        now: OffsetDateTime,
+    ) -> impl Future<Output = StoreResult<Option<DeviceCode>>> + Send;
+    /// Records a poll in one statement and says whether it came sooner than the interval allows
+    /// (then the interval grows by 5 s). `None` if the device code does not exist.
+    fn poll_device(
+        &self,
+        hash: &TokenHash,
+        now: OffsetDateTime,
+    ) -> impl Future<Output = StoreResult<Option<(DeviceCode, bool)>>> + Send;
+    /// Approves a pending, unexpired device code and stores the family its tokens will belong to,
+    /// atomically. Returns false if it was no longer pending.
+    fn approve_device(
+        &self,
+        user_code: &str,
+        a: &DeviceApproval,
+        family: &TokenFamily,
+        now: OffsetDateTime,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
+    fn deny_device(
+        &self,
+        user_code: &str,
+        now: OffsetDateTime,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
+    /// Marks an approved device code consumed; of concurrent callers exactly one gets true.
+    fn consume_device(
+        &self,
+        hash: &TokenHash,
+        now: OffsetDateTime,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
+    fn record_user_code_failure(
+        &self,
+        user: &UserId,
+        now: OffsetDateTime,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+    fn user_code_failures_since(
+        &self,
+        user: &UserId,
+        since: OffsetDateTime,
+    ) -> impl Future<Output = StoreResult<i64>> + Send;
 }
 
 pub trait KeyStore {
     fn insert_signing_key(&self, k: &SigningKey) -> impl Future<Output = StoreResult<()>> + Send;
     /// Every signing key, newest first.
     fn signing_keys(&self) -> impl Future<Output = StoreResult<Vec<SigningKey>>> + Send;
+    /// Adds `next` and schedules every key not yet retired to retire at `retire_at`, atomically.
+    fn rotate_signing_key(
+        &self,
+        next: &SigningKey,
+        retire_at: OffsetDateTime,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
     /// Stores `candidate` under `name` unless a value exists, and returns the stored value: the
     /// first replica to start decides, the others adopt its value.
     fn server_secret(
@@ -157,6 +253,7 @@ pub trait Store:
     + TokenStore
     + KeyStore
     + SessionStore
+    + DeviceStore
     + HealthCheck
     + Clone
     + Send
@@ -174,6 +271,7 @@ impl<T> Store for T where
         + TokenStore
         + KeyStore
         + SessionStore
+        + DeviceStore
         + HealthCheck
         + Clone
         + Send

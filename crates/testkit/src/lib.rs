@@ -14,6 +14,7 @@
 
 use portcullis_core::Cx;
 use portcullis_core::admin::{Admin, CreatedClient, NewClient};
+use portcullis_core::keys::{Keyring, Sealer};
 use portcullis_core::scopes::Catalogue;
 use portcullis_core::settings::Settings;
 pub use portcullis_domain::MockClock;
@@ -60,6 +61,8 @@ pub struct TestApp {
     pub backend: Backend,
     store: Store,
     admin_catalogue: Arc<Catalogue>,
+    sealer: Arc<Sealer>,
+    keys: Arc<Keyring>,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     _dir: Option<tempfile::TempDir>,
@@ -97,14 +100,17 @@ impl TestApp {
         let catalogue = Catalogue::builtin();
         let (tx, rx) = oneshot::channel::<()>();
         let kek = opts.key_encryption_key;
-        let server = with_store!(&store, |s| {
+        let sealer = Arc::new(Sealer::new(kek.as_ref()).expect("kek"));
+        let (server, keys) = with_store!(&store, |s| {
             let cx = Cx::init(s.clone(), Arc::new(clock.clone()), settings, catalogue.clone(), kek.as_ref())
                 .await
                 .expect("init");
+            let keys = cx.keys.clone();
             let app = Application::build(cx, listener);
-            tokio::spawn(app.run_until(async {
+            let server = tokio::spawn(app.run_until(async {
                 let _ = rx.await;
-            }))
+            }));
+            (server, keys)
         });
         Some(Self {
             base,
@@ -112,6 +118,8 @@ impl TestApp {
             backend,
             store,
             admin_catalogue: Arc::new(catalogue),
+            sealer,
+            keys,
             shutdown: Some(tx),
             server: Some(server),
             _dir: dir,
@@ -162,7 +170,53 @@ impl TestApp {
     }
 
     fn admin<S: portcullis_store::Store>(&self, s: S) -> Admin<S> {
-        Admin::new(s, Arc::new(self.clock.clone()), self.admin_catalogue.clone())
+        Admin::new(s, Arc::new(self.clock.clone()), self.admin_catalogue.clone(), self.sealer.clone())
+    }
+
+    /// Rotates the signing key as `portcullis signing-key rotate` does, then makes the running
+    /// server reload its keys (in production the periodic reload does this within a minute).
+    pub async fn rotate_signing_key(&self, delay: time::Duration) -> String {
+        let ttl = time::Duration::hours(1);
+        let kid = with_store!(&self.store, |s| self
+            .admin(s.clone())
+            .rotate_signing_key(delay, ttl)
+            .await
+            .expect("rotate")
+            .kid);
+        self.reload_keys().await;
+        kid.to_string()
+    }
+
+    /// Makes the running server reload its signing keys now (at the mock clock's time).
+    pub async fn reload_keys(&self) {
+        let now = portcullis_domain::Clock::now(&self.clock);
+        with_store!(&self.store, |s| self.keys.load(s, now).await.expect("reload keys"));
+    }
+
+    pub async fn revoke_grant(&self, id: &str) {
+        with_store!(&self.store, |s| {
+            self.admin(s.clone()).revoke_grant(id).await.expect("revoke grant");
+        })
+    }
+
+    pub async fn revoke_client(&self, id: &str) {
+        with_store!(&self.store, |s| {
+            self.admin(s.clone()).revoke_client(id).await.expect("revoke client");
+        })
+    }
+
+    /// Rotates a client secret with a grace period; returns the new secret.
+    pub async fn rotate_client_secret(&self, id: &str, grace: time::Duration) -> String {
+        use secrecy::ExposeSecret;
+        with_store!(&self.store, |s| self
+            .admin(s.clone())
+            .rotate_client_secret(id, grace)
+            .await
+            .expect("rotate secret")
+            .secret
+            .expect("secret")
+            .expose_secret()
+            .to_owned())
     }
 
     /// Stops the server gracefully and waits for it.

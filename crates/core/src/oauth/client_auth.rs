@@ -10,18 +10,20 @@ use portcullis_proto::{ClientAuth, OAuthError};
 use portcullis_store::{Client, Store};
 
 /// Identifies and authenticates the client. Every failure is `invalid_client` with the same
-/// text, so the response does not reveal whether the client exists.
+/// text, so the response does not reveal whether the client exists or was revoked.
 pub async fn authenticate<S: Store>(cx: &Cx<S>, auth: &ClientAuth) -> Result<Client, OAuthError> {
     let fail = || OAuthError::invalid_client("client authentication failed");
     let client = cx.store.client_by_id(&ClientId::from_string(auth.client_id())).await.map_err(internal)?;
-    let Some(client) = client else { return Err(fail()) };
+    let Some(client) = client.filter(|c| !c.is_revoked()) else { return Err(fail()) };
     match (auth, &client.secret_hash) {
         (ClientAuth::Basic { secret, .. } | ClientAuth::Post { secret, .. }, Some(stored)) => {
-            if TokenHash::of(secret).ct_eq(stored) {
-                Ok(client)
-            } else {
-                Err(fail())
-            }
+            let presented = TokenHash::of(secret);
+            // After a rotation the previous secret keeps working until its grace period ends.
+            let previous_ok = match (&client.previous_secret_hash, client.previous_secret_expires_at) {
+                (Some(prev), Some(until)) => cx.now() < until && presented.ct_eq(prev),
+                _ => false,
+            };
+            if presented.ct_eq(stored) || previous_ok { Ok(client) } else { Err(fail()) }
         }
         (ClientAuth::None { .. }, None) => Ok(client),
         (ClientAuth::None { .. }, Some(_)) => {

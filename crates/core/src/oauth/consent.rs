@@ -113,7 +113,7 @@ pub async fn show<S: Store>(
 }
 
 /// The user's workspaces this client may be granted (a workspace-bound client: only its own).
-async fn eligible_workspaces<S: Store>(
+pub(crate) async fn eligible_workspaces<S: Store>(
     cx: &Cx<S>,
     client: &Client,
     user: &UserId,
@@ -161,6 +161,19 @@ pub async fn decide<S: Store>(
         )));
     }
 
+    let grant = record_grant(cx, session, &client, &workspace, &granted).await?;
+    Ok(issue_code(cx, &req, session, &grant, &granted).await?)
+}
+
+/// Records consent as the user's one active grant to this client in this workspace (adding the
+/// newly granted scopes to any it already had).
+pub(crate) async fn record_grant<S: Store>(
+    cx: &Cx<S>,
+    session: &Session,
+    client: &Client,
+    workspace: &WorkspaceId,
+    granted: &ScopeSet,
+) -> Result<Grant, OAuthError> {
     let now = cx.now();
     let previous = cx
         .store
@@ -168,7 +181,7 @@ pub async fn decide<S: Store>(
         .await
         .map_err(internal)?
         .into_iter()
-        .find(|g| g.workspace_id == workspace)
+        .find(|g| g.workspace_id == *workspace)
         .map(|g| g.scopes)
         .unwrap_or_default();
     let grant = cx
@@ -178,7 +191,7 @@ pub async fn decide<S: Store>(
             user_id: session.user_id.clone(),
             client_id: client.id.clone(),
             workspace_id: workspace.clone(),
-            scopes: previous.union(&granted),
+            scopes: previous.union(granted),
             created_at: now,
             updated_at: now,
             revoked_at: None,
@@ -189,7 +202,7 @@ pub async fn decide<S: Store>(
         event = "consent_given", client_id = %client.id, user_id = %session.user_id,
         workspace_id = %workspace, grant_id = %grant.id, scope = %granted, "consent given"
     );
-    Ok(issue_code(cx, &req, session, &grant, &granted).await?)
+    Ok(grant)
 }
 
 async fn take<S: Store>(cx: &Cx<S>, pending_id: &str) -> Result<(), ConsentError> {

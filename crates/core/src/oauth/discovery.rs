@@ -13,6 +13,9 @@ pub struct Endpoints {
     pub token: String,
     pub jwks: String,
     pub userinfo: String,
+    pub revocation: String,
+    pub introspection: String,
+    pub device_authorization: String,
 }
 
 pub fn metadata(settings: &Settings, catalogue: &Catalogue, e: Endpoints) -> ServerMetadata {
@@ -22,11 +25,16 @@ pub fn metadata(settings: &Settings, catalogue: &Catalogue, e: Endpoints) -> Ser
         token_endpoint: e.token,
         jwks_uri: e.jwks,
         userinfo_endpoint: e.userinfo,
+        revocation_endpoint: e.revocation,
+        introspection_endpoint: e.introspection,
+        device_authorization_endpoint: e.device_authorization,
         scopes_supported: catalogue.oauth_scopes(),
         response_types_supported: vec!["code"],
         response_modes_supported: vec!["query"],
         grant_types_supported: SUPPORTED_GRANT_TYPES.to_vec(),
         token_endpoint_auth_methods_supported: vec!["client_secret_basic", "client_secret_post", "none"],
+        revocation_endpoint_auth_methods_supported: vec!["client_secret_basic", "client_secret_post", "none"],
+        introspection_endpoint_auth_methods_supported: vec!["client_secret_basic", "client_secret_post"],
         code_challenge_methods_supported: vec!["S256"],
         authorization_response_iss_parameter_supported: true,
         prompt_values_supported: vec!["none", "login", "consent", "select_account"],

@@ -4,6 +4,8 @@
 //! - [`authorize`]: validates authorization requests and decides what the browser does next.
 //! - [`consent`]: the consent page's data and the user's decision; issues authorization codes.
 //! - [`token`]: the token endpoint, dispatching to one module per grant in [`grants`].
+//! - [`device`]: the device authorization grant's endpoint and user-code entry (RFC 8628).
+//! - [`revocation`], [`introspection`]: RFC 7009 and RFC 7662.
 //! - [`client_auth`]: client authentication at the token endpoint (RFC 6749 §2.3).
 //! - [`pkce`]: RFC 7636 with S256 only.
 //! - [`tokens`]: minting access tokens (RFC 9068 JWTs), refresh tokens and ID tokens, and
@@ -14,9 +16,12 @@
 pub mod authorize;
 pub mod client_auth;
 pub mod consent;
+pub mod device;
 pub mod discovery;
 pub mod grants;
+pub mod introspection;
 pub mod pkce;
+pub mod revocation;
 pub mod token;
 pub mod tokens;
 pub mod userinfo;

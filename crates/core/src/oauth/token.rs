@@ -13,7 +13,10 @@ pub async fn exchange<S: Store>(
     req: TokenRequest,
 ) -> Result<TokenResponse, OAuthError> {
     let client = client_auth::authenticate(cx, &auth).await?;
-    if !client.allows_grant(req.grant_type()) {
+    // A refresh token issued because `offline_access` was granted may be used even by a client
+    // not registered for the refresh grant (the grant module still checks the token's binding).
+    let refresh_via_offline = matches!(req, TokenRequest::RefreshToken { .. });
+    if !client.allows_grant(req.grant_type()) && !refresh_via_offline {
         return Err(OAuthError::unauthorized_client(format!(
             "this client may not use the {} grant",
             req.grant_type()
@@ -27,6 +30,21 @@ pub async fn exchange<S: Store>(
                 grants::authorization_code::Params { code, redirect_uri, code_verifier },
             )
             .await
+        }
+        TokenRequest::RefreshToken { refresh_token, scope } => {
+            grants::refresh_token::exchange(
+                cx,
+                &client,
+                grants::refresh_token::Params { refresh_token, scope },
+            )
+            .await
+        }
+        TokenRequest::ClientCredentials { scope } => {
+            grants::client_credentials::exchange(cx, &client, grants::client_credentials::Params { scope })
+                .await
+        }
+        TokenRequest::DeviceCode { device_code } => {
+            grants::device_code::exchange(cx, &client, grants::device_code::Params { device_code }).await
         }
     }
 }

@@ -1,17 +1,23 @@
 //! Minting and checking tokens.
 //!
 //! - Access tokens are JWTs per RFC 9068 (`typ: at+jwt`), signed ES256, carrying the workspace,
-//!   grant and token family so any replica can check them *live*: a token of a revoked grant or
-//!   family, or whose user lost the permission, stops working before its `exp`.
-//! - Refresh tokens are opaque (`pcl_rt_…`), stored hashed, in the family of their code.
+//!   grant and token family so any replica can check them *live*: a token of a revoked client,
+//!   grant or family, a revoked `jti`, or one whose user lost the permission, stops working before
+//!   its `exp`.
+//! - Refresh tokens are opaque (`pcl_rt_…`), stored hashed, in the family of their grant chain.
 //! - ID tokens (OpenID Connect Core §2) are issued when `openid` was granted.
+//!
+//! Minting does not write: the grant that mints decides how the refresh token is stored (the
+//! refresh grant stores it in the same transaction that consumes its predecessor).
 
 use crate::context::{Cx, internal};
 use crate::keys::VerifyError;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use portcullis_domain::secret::prefix;
-use portcullis_domain::{FamilyId, GrantId, ScopeSet, TokenHash, UserId, WorkspaceId, random_token};
+use portcullis_domain::{
+    ClientId, FamilyId, GrantId, ScopeSet, TokenHash, UserId, WorkspaceId, random_token,
+};
 use portcullis_proto::{ErrorCode, OAuthError, TokenResponse};
 use portcullis_store::{Client, RefreshToken, Store, TokenFamily, User};
 use secrecy::ExposeSecret;
@@ -62,21 +68,33 @@ pub struct IdClaims {
     pub name: Option<String>,
 }
 
-/// What the token endpoint issues for a user's grant.
+/// What to mint for a user's grant.
 pub struct UserTokens<'a> {
     pub client: &'a Client,
     pub user: &'a User,
     pub workspace_id: &'a WorkspaceId,
     pub grant_id: &'a GrantId,
     pub family: &'a TokenFamily,
+    /// Scopes of this access token.
     pub scopes: &'a ScopeSet,
+    /// Scopes of the refresh token (RFC 6749 §6: a rotated refresh token keeps the scope of the
+    /// one it replaces, even when the access token was narrowed).
+    pub refresh_scopes: &'a ScopeSet,
     pub auth_time: OffsetDateTime,
     pub nonce: Option<&'a str>,
     pub with_refresh_token: bool,
+    /// ID tokens come from the authorization and device grants, not from refreshes.
+    pub with_id_token: bool,
 }
 
-/// Mints an access token, and a refresh token and ID token where they apply.
-pub async fn issue_user_tokens<S: Store>(cx: &Cx<S>, t: UserTokens<'_>) -> Result<TokenResponse, OAuthError> {
+/// A minted response and the refresh-token row the caller must store for it.
+pub struct Minted {
+    pub response: TokenResponse,
+    pub refresh: Option<RefreshToken>,
+}
+
+/// Mints an access token, and a refresh token and ID token where they apply. Writes nothing.
+pub fn mint_user_tokens<S: Store>(cx: &Cx<S>, t: UserTokens<'_>) -> Result<Minted, OAuthError> {
     let now = cx.now();
     let ttl = cx.settings.access_token_ttl;
     let claims = AccessClaims {
@@ -85,7 +103,7 @@ pub async fn issue_user_tokens<S: Store>(cx: &Cx<S>, t: UserTokens<'_>) -> Resul
         aud: cx.settings.audience.clone(),
         exp: (now + ttl).unix_timestamp(),
         iat: now.unix_timestamp(),
-        jti: uuid_like(),
+        jti: new_jti(),
         client_id: t.client.id.to_string(),
         scope: t.scopes.to_string(),
         workspace_id: t.workspace_id.to_string(),
@@ -93,27 +111,27 @@ pub async fn issue_user_tokens<S: Store>(cx: &Cx<S>, t: UserTokens<'_>) -> Resul
         family_id: Some(t.family.id.to_string()),
         auth_time: Some(t.auth_time.unix_timestamp()),
     };
-    let access_token = cx.keys.sign(ACCESS_TOKEN_TYP, &claims).map_err(internal)?;
+    let access_token = cx.keys.sign(ACCESS_TOKEN_TYP, &claims, now).map_err(internal)?;
 
-    let refresh_token = if t.with_refresh_token {
+    let (refresh_token, refresh) = if t.with_refresh_token {
         let secret = random_token(prefix::REFRESH_TOKEN);
-        let expires_at = (now + cx.settings.refresh_token_idle_ttl).min(t.family.expires_at);
         let row = RefreshToken {
             hash: TokenHash::of(secret.expose_secret()),
             family_id: t.family.id.clone(),
             client_id: t.client.id.clone(),
-            scopes: t.scopes.clone(),
+            scopes: t.refresh_scopes.clone(),
             created_at: now,
-            expires_at,
+            expires_at: (now + cx.settings.refresh_token_idle_ttl).min(t.family.expires_at),
             consumed_at: None,
+            successor_hash: None,
+            successor_sealed: None,
         };
-        cx.store.insert_refresh_token(&row).await.map_err(internal)?;
-        Some(secret.expose_secret().to_owned())
+        (Some(secret.expose_secret().to_owned()), Some(row))
     } else {
-        None
+        (None, None)
     };
 
-    let id_token = if t.scopes.contains("openid") {
+    let id_token = if t.with_id_token && t.scopes.contains("openid") {
         let id = IdClaims {
             iss: cx.settings.issuer.clone(),
             sub: t.user.id.to_string(),
@@ -127,18 +145,63 @@ pub async fn issue_user_tokens<S: Store>(cx: &Cx<S>, t: UserTokens<'_>) -> Resul
             email: t.scopes.contains("email").then(|| t.user.email.to_string()),
             name: if t.scopes.contains("profile") { t.user.name.clone() } else { None },
         };
-        Some(cx.keys.sign(ID_TOKEN_TYP, &id).map_err(internal)?)
+        Some(cx.keys.sign(ID_TOKEN_TYP, &id, now).map_err(internal)?)
     } else {
         None
     };
 
+    Ok(Minted {
+        response: TokenResponse {
+            access_token,
+            token_type: "Bearer",
+            expires_in: ttl.whole_seconds().max(0) as u64,
+            scope: Some(claims.scope),
+            refresh_token,
+            id_token,
+        },
+        refresh,
+    })
+}
+
+/// Mints and stores (refresh token included): for grants that start a chain.
+pub async fn issue_user_tokens<S: Store>(cx: &Cx<S>, t: UserTokens<'_>) -> Result<TokenResponse, OAuthError> {
+    let minted = mint_user_tokens(cx, t)?;
+    if let Some(row) = &minted.refresh {
+        cx.store.insert_refresh_token(row).await.map_err(internal)?;
+    }
+    Ok(minted.response)
+}
+
+/// An access token for a client acting as itself (client credentials): `sub` is the client.
+pub fn mint_client_token<S: Store>(
+    cx: &Cx<S>,
+    client: &Client,
+    workspace: &WorkspaceId,
+    scopes: &ScopeSet,
+) -> Result<TokenResponse, OAuthError> {
+    let now = cx.now();
+    let ttl = cx.settings.access_token_ttl;
+    let claims = AccessClaims {
+        iss: cx.settings.issuer.clone(),
+        sub: client.id.to_string(),
+        aud: cx.settings.audience.clone(),
+        exp: (now + ttl).unix_timestamp(),
+        iat: now.unix_timestamp(),
+        jti: new_jti(),
+        client_id: client.id.to_string(),
+        scope: scopes.to_string(),
+        workspace_id: workspace.to_string(),
+        grant_id: None,
+        family_id: None,
+        auth_time: None,
+    };
     Ok(TokenResponse {
-        access_token,
+        access_token: cx.keys.sign(ACCESS_TOKEN_TYP, &claims, now).map_err(internal)?,
         token_type: "Bearer",
         expires_in: ttl.whole_seconds().max(0) as u64,
         scope: Some(claims.scope),
-        refresh_token,
-        id_token,
+        refresh_token: None,
+        id_token: None,
     })
 }
 
@@ -149,7 +212,7 @@ fn at_hash(access_token: &str) -> String {
 }
 
 /// A unique token id (`jti`): 128 random bits.
-fn uuid_like() -> String {
+fn new_jti() -> String {
     portcullis_domain::secret::random_id(16)
 }
 
@@ -157,56 +220,72 @@ fn uuid_like() -> String {
 #[derive(Clone, Debug)]
 pub struct LiveAccess {
     pub claims: AccessClaims,
-    /// The token's scopes as they stand now: granted scopes ∩ the user's current permissions
-    /// (identity scopes always remain).
+    /// The token's scopes as they stand now: for user tokens, granted scopes ∩ the user's current
+    /// permissions (identity scopes always remain).
     pub scopes: ScopeSet,
+    /// The user, for tokens that act for one (absent for client-credentials tokens).
     pub user_id: Option<UserId>,
 }
 
-/// Verifies an access token's signature and claims, then checks live that its family, grant and
-/// the user's membership still allow it. Every failure is `invalid_token` (RFC 6750 §3.1).
+/// Verifies an access token's signature and claims, then checks live that its client, family,
+/// grant, `jti` and the user's membership still allow it. Every failure is `invalid_token`
+/// (RFC 6750 §3.1); the description says why, for logs and for the client.
 pub async fn check_access_token<S: Store>(cx: &Cx<S>, token: &str) -> Result<LiveAccess, OAuthError> {
     let invalid = |why: &'static str| OAuthError::new(ErrorCode::InvalidToken, why);
-    let claims: AccessClaims = match cx.keys.verify(token, ACCESS_TOKEN_TYP) {
+    let now = cx.now();
+    let claims: AccessClaims = match cx.keys.verify(token, ACCESS_TOKEN_TYP, now) {
         Ok(c) => c,
         Err(VerifyError::UnknownKey) => {
             // Perhaps another replica rotated keys: reload once (throttled) and retry.
-            cx.keys.reload_throttled(&cx.store, cx.now()).await;
-            cx.keys.verify(token, ACCESS_TOKEN_TYP).map_err(|_| invalid("the access token is invalid"))?
+            cx.keys.reload_throttled(&cx.store, now).await;
+            cx.keys
+                .verify(token, ACCESS_TOKEN_TYP, now)
+                .map_err(|_| invalid("the access token is invalid"))?
         }
         Err(_) => return Err(invalid("the access token is invalid")),
     };
-    let now = cx.now().unix_timestamp();
+    let ts = now.unix_timestamp();
     if claims.iss != cx.settings.issuer {
         return Err(invalid("the access token was issued by another server"));
     }
-    if claims.exp <= now {
+    if claims.exp <= ts {
         return Err(invalid("the access token expired"));
     }
-    if claims.iat > now + 60 {
+    if claims.iat > ts + 60 {
         return Err(invalid("the access token is not valid yet"));
     }
     let mut scopes = ScopeSet::parse(&claims.scope).map_err(|_| invalid("the access token is invalid"))?;
 
+    let client =
+        cx.store.client_by_id(&ClientId::from_string(claims.client_id.as_str())).await.map_err(internal)?;
+    if client.is_none_or(|c| c.is_revoked()) {
+        return Err(invalid("the client was revoked"));
+    }
+    if cx.store.access_token_revoked(&claims.jti).await.map_err(internal)? {
+        return Err(invalid("the access token was revoked"));
+    }
     if let Some(fid) = &claims.family_id {
         let fam = cx.store.family(&FamilyId::from_string(fid.as_str())).await.map_err(internal)?;
         match fam {
-            Some(f) if f.revoked_at.is_none() && f.expires_at.unix_timestamp() > now => {}
+            Some(f) if f.revoked_at.is_none() && f.expires_at.unix_timestamp() > ts => {}
             _ => return Err(invalid("the access token was revoked")),
         }
     }
+    let mut user_id = None;
     if let Some(gid) = &claims.grant_id {
         let grant = cx.store.grant_by_id(&GrantId::from_string(gid.as_str())).await.map_err(internal)?;
         if grant.is_none_or(|g| g.revoked_at.is_some()) {
             return Err(invalid("the access token was revoked"));
         }
-    }
-    let user_id = claims.grant_id.as_ref().map(|_| UserId::from_string(claims.sub.as_str()));
-    if let Some(uid) = &user_id {
+        let uid = UserId::from_string(claims.sub.as_str());
         let ws = WorkspaceId::from_string(claims.workspace_id.as_str());
-        let m = cx.store.membership(&ws, uid).await.map_err(internal)?;
+        let m = cx.store.membership(&ws, &uid).await.map_err(internal)?;
         let Some(m) = m else { return Err(invalid("the user is no longer a member of the workspace")) };
         scopes = cx.catalogue.delegable(&scopes, &m.permissions);
+        if scopes.is_empty() {
+            return Err(invalid("the user no longer holds any of the granted permissions"));
+        }
+        user_id = Some(uid);
     }
     Ok(LiveAccess { claims, scopes, user_id })
 }

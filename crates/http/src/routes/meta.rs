@@ -26,8 +26,11 @@ pub async fn metadata<S: Store>(State(cx): State<Cx<S>>) -> Response {
 }
 
 /// The public keys. Cached briefly: a new key is published before it signs (see the README).
+/// A (throttled) reload first, so a key rotated by another process is published within seconds.
 pub async fn jwks<S: Store>(State(cx): State<Cx<S>>) -> Response {
-    public_json(serde_json::to_string(&cx.keys.jwks()).expect("jwks serialises"), 300)
+    let now = cx.now();
+    cx.keys.reload_throttled(&cx.store, now).await;
+    public_json(serde_json::to_string(&cx.keys.jwks(now)).expect("jwks serialises"), 300)
 }
 
 /// `GET|POST /oauth2/userinfo` with `Authorization: Bearer …` (RFC 6750 §2.1).

@@ -1,7 +1,9 @@
-//! `POST /oauth2/token`. The body is parsed here, once, into [`TokenRequest`] and [`ClientAuth`];
-//! every failure, including a malformed request, is an RFC 6749 §5.2 JSON error with
-//! `Cache-Control: no-store`.
+//! The client-authenticated endpoints: token (RFC 6749 §3.2), revocation (RFC 7009),
+//! introspection (RFC 7662) and device authorization (RFC 8628 §3.1). Bodies are parsed here,
+//! once, into core types; every failure, including a malformed request, is an RFC 6749 §5.2 JSON
+//! error with `Cache-Control: no-store`.
 
+use crate::paths;
 use crate::responses::{no_store_json, oauth_error};
 use axum::body::Body;
 use axum::extract::State;
@@ -10,36 +12,21 @@ use axum::response::Response;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use portcullis_core::Cx;
-use portcullis_core::oauth::token;
+use portcullis_core::oauth::{device, introspection, revocation, token};
 use portcullis_proto::{ClientAuth, OAuthError, Params, TokenRequest};
 use portcullis_store::Store;
 
 const BODY_LIMIT: usize = 64 * 1024;
 
-pub async fn token<S: Store>(State(cx): State<Cx<S>>, headers: HeaderMap, body: Body) -> Response {
-    match handle(&cx, &headers, body).await {
-        Ok(r) => no_store_json(StatusCode::OK, serde_json::to_string(&r).expect("response serialises")),
-        Err(e) => {
-            tracing::info!(error = %e.code, "token request refused");
-            oauth_error(&e)
-        }
-    }
-}
-
-async fn handle<S: Store>(
-    cx: &Cx<S>,
-    headers: &HeaderMap,
-    body: Body,
-) -> Result<portcullis_proto::TokenResponse, OAuthError> {
+/// A form body and the client credentials it (and the Authorization header) carried.
+async fn client_form(headers: &HeaderMap, body: Body) -> Result<(Params, ClientAuth), OAuthError> {
     let form_ct = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
         .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"));
     if !form_ct {
-        return Err(OAuthError::invalid_request(
-            "the token request must be application/x-www-form-urlencoded",
-        ));
+        return Err(OAuthError::invalid_request("the request must be application/x-www-form-urlencoded"));
     }
     let bytes = axum::body::to_bytes(body, BODY_LIMIT)
         .await
@@ -51,8 +38,76 @@ async fn handle<S: Store>(
         params.get("client_id"),
         params.get("client_secret"),
     )?;
-    let req = TokenRequest::from_params(&params)?;
-    token::exchange(cx, auth, req).await
+    Ok((params, auth))
+}
+
+fn json_ok(v: &impl serde::Serialize) -> Response {
+    no_store_json(StatusCode::OK, serde_json::to_string(v).expect("response serialises"))
+}
+
+fn refused(endpoint: &'static str, e: OAuthError) -> Response {
+    tracing::info!(endpoint, error = %e.code, "request refused");
+    oauth_error(&e)
+}
+
+/// `POST /oauth2/token`
+pub async fn token<S: Store>(State(cx): State<Cx<S>>, headers: HeaderMap, body: Body) -> Response {
+    let r = async {
+        let (params, auth) = client_form(&headers, body).await?;
+        let req = TokenRequest::from_params(&params)?;
+        token::exchange(&cx, auth, req).await
+    }
+    .await;
+    match r {
+        Ok(t) => json_ok(&t),
+        Err(e) => refused("token", e),
+    }
+}
+
+/// `POST /oauth2/revoke`: 200 with an empty body for any token, known or not (RFC 7009 §2.2).
+pub async fn revoke<S: Store>(State(cx): State<Cx<S>>, headers: HeaderMap, body: Body) -> Response {
+    let r = async {
+        let (params, auth) = client_form(&headers, body).await?;
+        let token = params.require("token")?;
+        revocation::revoke(&cx, &auth, token, params.get("token_type_hint")).await
+    }
+    .await;
+    match r {
+        Ok(()) => no_store_json(StatusCode::OK, String::new()),
+        Err(e) => refused("revoke", e),
+    }
+}
+
+/// `POST /oauth2/introspect`
+pub async fn introspect<S: Store>(State(cx): State<Cx<S>>, headers: HeaderMap, body: Body) -> Response {
+    let r = async {
+        let (params, auth) = client_form(&headers, body).await?;
+        let token = params.require("token")?;
+        introspection::introspect(&cx, &auth, token).await
+    }
+    .await;
+    match r {
+        Ok(i) => json_ok(&i),
+        Err(e) => refused("introspect", e),
+    }
+}
+
+/// `POST /oauth2/device_authorization`
+pub async fn device_authorization<S: Store>(
+    State(cx): State<Cx<S>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let r = async {
+        let (params, auth) = client_form(&headers, body).await?;
+        let verification_uri = paths::url(&cx.settings.issuer, paths::DEVICE);
+        device::start(&cx, &auth, params.get("scope"), verification_uri).await
+    }
+    .await;
+    match r {
+        Ok(d) => json_ok(&d),
+        Err(e) => refused("device_authorization", e),
+    }
 }
 
 /// RFC 6749 §2.3.1: Basic credentials are the form-urlencoded client id and secret.
@@ -62,7 +117,7 @@ fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, OA
     let v = v.to_str().map_err(|_| bad())?;
     let Some((scheme, rest)) = v.split_once(' ') else { return Err(bad()) };
     if !scheme.eq_ignore_ascii_case("basic") {
-        return Err(OAuthError::invalid_client("use HTTP Basic authentication at the token endpoint"));
+        return Err(OAuthError::invalid_client("use HTTP Basic authentication at this endpoint"));
     }
     let decoded = STANDARD.decode(rest.trim()).map_err(|_| bad())?;
     let decoded = String::from_utf8(decoded).map_err(|_| bad())?;
@@ -80,9 +135,9 @@ fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, OA
     Ok(Some((id, secret)))
 }
 
-/// Any other method on the token endpoint.
+/// Any method other than POST on these endpoints.
 pub async fn wrong_method() -> Response {
-    oauth_error(&OAuthError::invalid_request("the token endpoint accepts only POST"))
+    oauth_error(&OAuthError::invalid_request("this endpoint accepts only POST"))
 }
 
 #[cfg(test)]

@@ -69,9 +69,11 @@ pub async fn exchange<S: Store>(cx: &Cx<S>, client: &Client, p: Params) -> Resul
             grant_id: &code.grant_id,
             family: &family,
             scopes: &scopes,
+            refresh_scopes: &scopes,
             auth_time: code.auth_time,
             nonce: code.nonce.as_deref(),
             with_refresh_token: client.allows_grant(GRANT_REFRESH_TOKEN) || scopes.contains("offline_access"),
+            with_id_token: true,
         },
     )
     .await

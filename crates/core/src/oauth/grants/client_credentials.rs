@@ -1,0 +1,42 @@
+//! The client credentials grant (RFC 6749 §4.4): a confidential client acting for itself in its
+//! own workspace. The token's `sub` is the client; there is no refresh token (§4.4.3).
+
+use crate::context::Cx;
+use crate::oauth::tokens::mint_client_token;
+use portcullis_proto::{OAuthError, TokenResponse};
+use portcullis_store::{Client, Store};
+
+pub struct Params {
+    pub scope: Option<String>,
+}
+
+pub async fn exchange<S: Store>(cx: &Cx<S>, client: &Client, p: Params) -> Result<TokenResponse, OAuthError> {
+    // RFC 6749 §4.4: "The client credentials grant type MUST only be used by confidential
+    // clients." (Also enforced when the client is created.)
+    if client.is_public() {
+        return Err(OAuthError::unauthorized_client("public clients cannot use client credentials"));
+    }
+    let Some(workspace) = &client.workspace_id else {
+        return Err(OAuthError::unauthorized_client("this client is not bound to a workspace"));
+    };
+    // Identity scopes describe a user; a client acting for itself has none.
+    let own = client.scopes.filter(|s| cx.catalogue.get(s.as_str()).is_some_and(|i| !i.identity));
+    let scopes = match &p.scope {
+        None => own,
+        Some(raw) => {
+            let requested = cx.catalogue.parse_known(raw).map_err(OAuthError::invalid_scope)?;
+            if let Some(m) = requested.iter().find(|s| s.is_manage()) {
+                return Err(OAuthError::invalid_scope(format!("{m} can never be granted through OAuth")));
+            }
+            if !requested.is_subset(&own) {
+                let extra = requested.difference(&own);
+                return Err(OAuthError::invalid_scope(format!("this client may not request: {extra}")));
+            }
+            requested
+        }
+    };
+    if scopes.is_empty() {
+        return Err(OAuthError::invalid_scope("no scope to grant"));
+    }
+    mint_client_token(cx, client, workspace, &scopes)
+}

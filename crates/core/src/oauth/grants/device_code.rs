@@ -1,0 +1,93 @@
+//! The device authorization grant's token request (RFC 8628 §3.4–3.5): the device polls until the
+//! user decides.
+
+use crate::context::{Cx, internal};
+use crate::oauth::tokens::{UserTokens, issue_user_tokens};
+use portcullis_domain::TokenHash;
+use portcullis_proto::token::GRANT_REFRESH_TOKEN;
+use portcullis_proto::{ErrorCode, OAuthError, TokenResponse};
+use portcullis_store::{Client, DeviceStatus, Store};
+
+pub struct Params {
+    pub device_code: String,
+}
+
+pub async fn exchange<S: Store>(cx: &Cx<S>, client: &Client, p: Params) -> Result<TokenResponse, OAuthError> {
+    let now = cx.now();
+    let hash = TokenHash::of(&p.device_code);
+    // One statement records the poll and tells whether it came too soon.
+    let (dc, too_fast) = cx
+        .store
+        .poll_device(&hash, now)
+        .await
+        .map_err(internal)?
+        .ok_or_else(|| OAuthError::invalid_grant("the device code is invalid"))?;
+    if dc.client_id != client.id {
+        return Err(OAuthError::invalid_grant("the device code is invalid"));
+    }
+    if now >= dc.expires_at && dc.status != DeviceStatus::Consumed {
+        return Err(OAuthError::new(ErrorCode::ExpiredToken, "the device code expired; start again"));
+    }
+    match dc.status {
+        DeviceStatus::Pending if too_fast => {
+            Err(OAuthError::new(ErrorCode::SlowDown, format!("poll at most every {} seconds", dc.interval)))
+        }
+        DeviceStatus::Pending => {
+            Err(OAuthError::new(ErrorCode::AuthorizationPending, "the user has not answered yet"))
+        }
+        DeviceStatus::Denied => Err(OAuthError::access_denied("the user denied the request")),
+        DeviceStatus::Consumed => Err(OAuthError::invalid_grant("the device code was already used")),
+        DeviceStatus::Approved => {
+            let approval = dc.approval.ok_or_else(|| internal("approved device code without approval"))?;
+            if !cx.store.consume_device(&hash, now).await.map_err(internal)? {
+                return Err(OAuthError::invalid_grant("the device code was already used"));
+            }
+            let family = cx.store.family(&approval.family_id).await.map_err(internal)?;
+            let Some(family) = family.filter(|f| f.revoked_at.is_none()) else {
+                return Err(OAuthError::invalid_grant("the authorization was revoked"));
+            };
+            let grant = cx.store.grant_by_id(&approval.grant_id).await.map_err(internal)?;
+            if grant.is_none_or(|g| g.revoked_at.is_some()) {
+                return Err(OAuthError::invalid_grant("the user's consent was revoked"));
+            }
+            let user = cx
+                .store
+                .user_by_id(&approval.user_id)
+                .await
+                .map_err(internal)?
+                .ok_or_else(|| OAuthError::invalid_grant("the user no longer exists"))?;
+            let membership = cx
+                .store
+                .membership(&approval.workspace_id, &approval.user_id)
+                .await
+                .map_err(internal)?
+                .ok_or_else(|| {
+                    OAuthError::invalid_grant("the user is no longer a member of the workspace")
+                })?;
+            let scopes = cx.catalogue.delegable(&approval.scopes, &membership.permissions);
+            if scopes.is_empty() {
+                return Err(OAuthError::invalid_grant(
+                    "the user no longer holds any of the granted permissions",
+                ));
+            }
+            issue_user_tokens(
+                cx,
+                UserTokens {
+                    client,
+                    user: &user,
+                    workspace_id: &approval.workspace_id,
+                    grant_id: &approval.grant_id,
+                    family: &family,
+                    scopes: &scopes,
+                    refresh_scopes: &scopes,
+                    auth_time: approval.auth_time,
+                    nonce: None,
+                    with_refresh_token: client.allows_grant(GRANT_REFRESH_TOKEN)
+                        || scopes.contains("offline_access"),
+                    with_id_token: true,
+                },
+            )
+            .await
+        }
+    }
+}
