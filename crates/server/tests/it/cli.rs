@@ -465,3 +465,108 @@ fn a_catalogue_file_replaces_the_builtin_scopes() {
     let out = db.run(&["--scope-catalogue", cat, "workspace", "list"]);
     assert!(!out.status.success(), "an invalid catalogue is refused at start");
 }
+
+#[test]
+fn lifecycle_commands_rotate_revoke_and_list() {
+    let db = Db::new();
+    db.json(&["workspace", "create", "acme"]);
+    let c = db.json(&[
+        "client",
+        "create",
+        "--name",
+        "Sync",
+        "--scope",
+        "contacts:read",
+        "--grant-type",
+        "client_credentials",
+        "--workspace",
+        "acme",
+    ]);
+    let id = c["client_id"].as_str().unwrap().to_owned();
+    let old = c["client_secret"].as_str().unwrap().to_owned();
+
+    let r = db.json(&["client", "rotate-secret", &id, "--grace", "7d"]);
+    assert!(r["client_secret"].as_str().unwrap().starts_with("pcl_cs_"));
+    assert_ne!(r["client_secret"], old.as_str());
+    assert!(r["previous_secret_expires_at"].is_string());
+    assert!(db.fails(&["client", "rotate-secret", &id, "--grace", "31d"]).contains("30 days"));
+    assert!(db.fails(&["client", "rotate-secret", "cl_nope"]).contains("does not exist"));
+
+    let r = db.json(&["client", "revoke", &id]);
+    assert!(r["revoked_at"].is_string());
+    assert!(db.fails(&["client", "revoke", &id]).contains("already revoked"));
+
+    // Rules for the new grant types.
+    assert!(
+        db.fails(&[
+            "client",
+            "create",
+            "--name",
+            "X",
+            "--scope",
+            "contacts:read",
+            "--grant-type",
+            "client_credentials"
+        ])
+        .contains("--workspace")
+    );
+    assert!(
+        db.fails(&[
+            "client",
+            "create",
+            "--name",
+            "X",
+            "--scope",
+            "contacts:read",
+            "--grant-type",
+            "client_credentials",
+            "--workspace",
+            "acme",
+            "--public"
+        ])
+        .contains("confidential")
+    );
+    assert!(
+        db.fails(&[
+            "client",
+            "create",
+            "--name",
+            "X",
+            "--redirect-uri",
+            "https://a.example/cb",
+            "--scope",
+            "contacts:read",
+            "--refresh-overlap",
+            "61s"
+        ])
+        .contains("between 0 and 60")
+    );
+    let d = db.json(&[
+        "client",
+        "create",
+        "--name",
+        "CLI",
+        "--scope",
+        "contacts:read",
+        "--public",
+        "--grant-type",
+        "urn:ietf:params:oauth:grant-type:device_code",
+        "--grant-type",
+        "refresh_token",
+    ]);
+    assert!(d.get("client_secret").is_none());
+
+    assert_eq!(db.json(&["grant", "list"])["grants"], serde_json::json!([]));
+    assert_eq!(db.json(&["grant", "list", "--workspace", "acme"])["grants"], serde_json::json!([]));
+    assert!(db.fails(&["grant", "list", "--workspace", "nope"]).contains("does not exist"));
+    assert!(db.fails(&["grant", "revoke", "grt_nope"]).contains("does not exist"));
+
+    // Signing keys: rotating adds a published key that signs after the delay.
+    let before = db.json(&["signing-key", "list"])["signing_keys"].as_array().unwrap().len();
+    let k = db.json(&["signing-key", "rotate", "--activation-delay", "10m"]);
+    assert!(k["kid"].as_str().unwrap().starts_with("sk_"));
+    let keys = db.json(&["signing-key", "list"])["signing_keys"].as_array().unwrap().clone();
+    assert_eq!(keys.len(), before + 1);
+    assert_eq!(keys[0]["kid"], k["kid"]);
+    assert_eq!(keys[0]["state"], "published");
+}

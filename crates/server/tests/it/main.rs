@@ -1,7 +1,10 @@
 //! Integration tests: a real server on 127.0.0.1:0, driven over HTTP, on SQLite and PostgreSQL.
 
 mod cli;
+mod device_keys;
 mod discovery;
 mod flow;
 mod flow_errors;
+mod lifecycle;
+mod multiprocess;
 mod support;

@@ -9,6 +9,25 @@ use reqwest::header::{HeaderMap, LOCATION};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 
+/// Anything the helpers can talk to: a [`TestApp`] or a `portcullis serve` process.
+pub trait Server {
+    /// Where requests go.
+    fn base(&self) -> &str;
+    /// The issuer it was configured with (the base, unless set otherwise).
+    fn issuer(&self) -> &str {
+        self.base()
+    }
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base())
+    }
+}
+
+impl Server for TestApp {
+    fn base(&self) -> &str {
+        &self.base
+    }
+}
+
 pub const PASSWORD: &str = "correct horse battery staple";
 pub const REDIRECT: &str = "https://app.example/callback";
 
@@ -113,7 +132,7 @@ impl Authz {
         self
     }
 
-    pub fn url(&self, app: &TestApp) -> String {
+    pub fn url(&self, app: &impl Server) -> String {
         let mut u = url::Url::parse(&app.url("/oauth2/authorize")).unwrap();
         {
             let mut q = u.query_pairs_mut();
@@ -136,7 +155,7 @@ impl Authz {
 
 /// Signs in on the login page the authorize request led to; returns the next Location.
 pub async fn sign_in(
-    app: &TestApp,
+    app: &impl Server,
     b: &reqwest::Client,
     login_location: &str,
     email: &str,
@@ -160,7 +179,7 @@ pub async fn sign_in(
 
 /// On the consent page at `consent_location`, chooses `workspace` (or the first) and answers.
 pub async fn answer_consent(
-    app: &TestApp,
+    app: &impl Server,
     b: &reqwest::Client,
     consent_location: &str,
     workspace: Option<&str>,
@@ -182,7 +201,7 @@ pub async fn answer_consent(
 }
 
 /// Runs authorize → sign in → consent (Allow, first workspace) and returns the callback URL.
-pub async fn authorize(app: &TestApp, b: &reqwest::Client, a: &Authz) -> String {
+pub async fn authorize(app: &impl Server, b: &reqwest::Client, a: &Authz) -> String {
     let r = b.get(a.url(app)).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::SEE_OTHER, "authorize: {}", r.text().await.unwrap_or_default());
     let mut loc = location(r.headers());
@@ -192,6 +211,11 @@ pub async fn authorize(app: &TestApp, b: &reqwest::Client, a: &Authz) -> String 
         loc = location(r.headers());
     }
     if loc.starts_with("/consent") {
+        let page = b.get(app.url(&loc)).send().await.unwrap();
+        if page.status() == StatusCode::SEE_OTHER {
+            // A remembered consent: straight back to the client, as a browser would follow.
+            return location(page.headers());
+        }
         let r = answer_consent(app, b, &loc, None, true).await;
         assert_eq!(r.status(), StatusCode::SEE_OTHER, "consent");
         loc = location(r.headers());
@@ -200,16 +224,16 @@ pub async fn authorize(app: &TestApp, b: &reqwest::Client, a: &Authz) -> String 
 }
 
 /// The code from a success callback, after checking `state` and `iss` (RFC 9207).
-pub fn code_from(app: &TestApp, callback: &str, a: &Authz) -> String {
+pub fn code_from(app: &impl Server, callback: &str, a: &Authz) -> String {
     assert!(callback.starts_with(REDIRECT), "{callback}");
     let q = query(callback);
     assert_eq!(q.get("state"), Some(&a.state), "state is echoed");
-    assert_eq!(q.get("iss"), Some(&app.base), "iss is the issuer");
+    assert_eq!(q.get("iss").map(String::as_str), Some(app.issuer()), "iss is the issuer");
     q.get("code").unwrap_or_else(|| panic!("no code in {callback}")).clone()
 }
 
 /// Redeems a code with client_secret_basic.
-pub async fn redeem(app: &TestApp, w: &World, code: &str, verifier: &str) -> reqwest::Response {
+pub async fn redeem(app: &impl Server, w: &World, code: &str, verifier: &str) -> reqwest::Response {
     reqwest::Client::new()
         .post(app.url("/oauth2/token"))
         .basic_auth(&w.client_id, Some(&w.secret))
@@ -239,6 +263,70 @@ pub fn header(jwt: &str) -> serde_json::Value {
     serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()
 }
 
-pub async fn userinfo(app: &TestApp, token: &str) -> reqwest::Response {
+pub async fn userinfo(app: &impl Server, token: &str) -> reqwest::Response {
     reqwest::Client::new().get(app.url("/oauth2/userinfo")).bearer_auth(token).send().await.unwrap()
+}
+
+/// The whole browser flow for `scope`, then the code redeemed: the token response.
+pub async fn tokens_for(app: &impl Server, w: &World, b: &reqwest::Client, scope: &str) -> serde_json::Value {
+    let a = Authz::new(&w.client_id, scope);
+    let code = code_from(app, &authorize(app, b, &a).await, &a);
+    let r = redeem(app, w, &code, &a.verifier).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    json(r).await
+}
+
+/// `grant_type=refresh_token` with client_secret_basic.
+pub async fn refresh(app: &impl Server, w: &World, token: &str, scope: Option<&str>) -> reqwest::Response {
+    let mut form = vec![("grant_type", "refresh_token"), ("refresh_token", token)];
+    if let Some(s) = scope {
+        form.push(("scope", s));
+    }
+    reqwest::Client::new()
+        .post(app.url("/oauth2/token"))
+        .basic_auth(&w.client_id, Some(&w.secret))
+        .form(&form)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// RFC 7662 introspection as client `w`.
+pub async fn introspect(app: &impl Server, w: &World, token: &str) -> serde_json::Value {
+    let r = reqwest::Client::new()
+        .post(app.url("/oauth2/introspect"))
+        .basic_auth(&w.client_id, Some(&w.secret))
+        .form(&[("token", token)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    json(r).await
+}
+
+/// RFC 7009 revocation as client `w`.
+pub async fn revoke(app: &impl Server, w: &World, token: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(app.url("/oauth2/revoke"))
+        .basic_auth(&w.client_id, Some(&w.secret))
+        .form(&[("token", token)])
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Another confidential client with the given options, as a [`World`] sharing `w`'s user.
+pub async fn another_client(app: &TestApp, w: &World, c: NewClient) -> World {
+    use secrecy::ExposeSecret;
+    let created = app.create_client(c).await;
+    World {
+        client_id: created.client.id.to_string(),
+        secret: created.secret.map(|s| s.expose_secret().to_owned()).unwrap_or_default(),
+        workspace_id: w.workspace_id.clone(),
+        user_id: w.user_id.clone(),
+    }
+}
+
+pub fn s(v: &serde_json::Value, k: &str) -> String {
+    v[k].as_str().unwrap_or_else(|| panic!("no {k} in {v}")).to_owned()
 }

@@ -1,0 +1,184 @@
+//! Several `portcullis serve` processes on one PostgreSQL database behave as one server: a flow
+//! started on one finishes on the other, a refresh race spread across both has exactly one
+//! winner, and a revocation on one is seen by the other. Needs PORTCULLIS_TEST_POSTGRES_URL.
+
+use crate::support::*;
+use portcullis_store_sql::sqlx;
+use reqwest::StatusCode;
+use std::io::BufRead;
+use std::process::{Child, Command, Stdio};
+
+const ISSUER: &str = "http://portcullis.test";
+
+struct Process {
+    child: Child,
+    base: String,
+}
+
+impl Server for Process {
+    fn base(&self) -> &str {
+        &self.base
+    }
+    fn issuer(&self) -> &str {
+        ISSUER
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let _ = self.child.wait();
+    }
+}
+
+fn cli(db: &str, args: &[&str], stdin: Option<&str>) -> serde_json::Value {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_portcullis"));
+    c.args(["--database-url", db]).args(args).arg("--json").stdout(Stdio::piped()).stderr(Stdio::piped());
+    c.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
+    let mut child = c.spawn().unwrap();
+    if let Some(input) = stdin {
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn serve(db: &str) -> Process {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["--database-url", db, "serve", "--bind", "127.0.0.1:0", "--issuer", ISSUER])
+        .env("PORTCULLIS_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines.next().expect("server exited").unwrap();
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        if v["message"] == "portcullis listening" {
+            break v["addr"].as_str().unwrap().to_owned();
+        }
+    };
+    // Keep draining the log so the process never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines.by_ref() {});
+    Process { child, base: format!("http://{addr}") }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_processes_on_one_database_act_as_one_server() {
+    let Ok(base_url) = std::env::var(portcullis_testkit::POSTGRES_ENV) else {
+        portcullis_testkit::skip("multi-process test", "PORTCULLIS_TEST_POSTGRES_URL is not set");
+        return;
+    };
+    let name = format!("pcl_mp_{:08x}", rand::random::<u32>());
+    let admin = sqlx::postgres::PgPoolOptions::new().max_connections(1).connect(&base_url).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&admin).await.unwrap();
+    let db = match base_url.rsplit_once('/') {
+        Some((head, _)) => format!("{head}/{name}"),
+        None => panic!("unexpected URL"),
+    };
+
+    let outcome = tokio::task::spawn_blocking({
+        let db = db.clone();
+        move || {
+            cli(&db, &["workspace", "create", "acme"], None);
+            let u = cli(
+                &db,
+                &["user", "create", "--email", "ada@example.com", "--password-stdin"],
+                Some(PASSWORD),
+            );
+            cli(
+                &db,
+                &[
+                    "member",
+                    "add",
+                    "--workspace",
+                    "acme",
+                    "--email",
+                    "ada@example.com",
+                    "--permissions",
+                    "contacts:read",
+                ],
+                None,
+            );
+            let c = cli(
+                &db,
+                &[
+                    "client",
+                    "create",
+                    "--name",
+                    "App",
+                    "--redirect-uri",
+                    REDIRECT,
+                    "--scope",
+                    "contacts:read",
+                ],
+                None,
+            );
+            (u, c, serve(&db), serve(&db))
+        }
+    })
+    .await
+    .unwrap();
+    let (user, client, a, b) = outcome;
+    let w = World {
+        client_id: s(&client, "client_id"),
+        secret: s(&client, "client_secret"),
+        workspace_id: String::new(),
+        user_id: s(&user, "id"),
+    };
+
+    // Authorize and consent on A, redeem the code on B.
+    let br = browser();
+    let authz = Authz::new(&w.client_id, "contacts:read");
+    let callback = authorize(&a, &br, &authz).await;
+    let code = code_from(&a, &callback, &authz);
+    let r = redeem(&b, &w, &code, &authz.verifier).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let t = json(r).await;
+    assert_eq!(introspect(&a, &w, &s(&t, "access_token")).await["active"], true, "A accepts B's token");
+
+    // A refresh race spread across both processes: exactly one winner, nothing revoked.
+    let rt = s(&t, "refresh_token");
+    let mut tasks = Vec::new();
+    for i in 0..10 {
+        let target = if i % 2 == 0 { a.base.clone() } else { b.base.clone() };
+        let (id, secret, rt) = (w.client_id.clone(), w.secret.clone(), rt.clone());
+        tasks.push(tokio::spawn(async move {
+            let r = reqwest::Client::new()
+                .post(format!("{target}/oauth2/token"))
+                .basic_auth(id, Some(secret))
+                .form(&[("grant_type", "refresh_token"), ("refresh_token", rt.as_str())])
+                .send()
+                .await
+                .unwrap();
+            (r.status(), r.json::<serde_json::Value>().await.unwrap())
+        }));
+    }
+    let mut winners = Vec::new();
+    for task in tasks {
+        let (status, body) = task.await.unwrap();
+        if status == StatusCode::OK {
+            winners.push(body);
+        } else {
+            assert_eq!(body["error"], "invalid_grant");
+        }
+    }
+    assert_eq!(winners.len(), 1, "one winner across both processes");
+    let next = json(refresh(&b, &w, &s(&winners[0], "refresh_token"), None).await).await;
+    assert!(next["access_token"].is_string(), "the winner's chain is intact");
+
+    // A revocation on A takes effect on B.
+    assert_eq!(revoke(&a, &w, &s(&next, "refresh_token")).await.status(), StatusCode::OK);
+    assert_eq!(introspect(&b, &w, &s(&next, "access_token")).await["active"], false);
+
+    drop(a);
+    drop(b);
+    admin.close().await;
+    let admin = sqlx::postgres::PgPoolOptions::new().max_connections(1).connect(&base_url).await.unwrap();
+    let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
+        .execute(&admin)
+        .await;
+}
