@@ -106,4 +106,24 @@ export class Browser {
     if (res.status !== 303 || !location) throw new Error(`unexpected response ${res.status}`);
     return location;
   }
+
+  /** Opens the device verification URI, signs in if asked, and answers the consent page. */
+  async approveDevice(verificationUriComplete, { email, password, allow = true }) {
+    let res = await this.fetch(verificationUriComplete);
+    if (res.status === 303) {
+      const login = res.headers.get('location');
+      const html = await (await this.fetch(login)).text();
+      res = await this.post('/login', { email, password, csrf: Browser.hidden(html, 'csrf'), next: Browser.hidden(html, 'next') });
+      res = await this.fetch(res.headers.get('location'));
+    }
+    const html = await res.text();
+    const workspace = html.match(/<option value="([^"]*)"/)[1];
+    res = await this.post('/device', {
+      csrf: Browser.hidden(html, 'csrf'),
+      user_code: Browser.hidden(html, 'user_code'),
+      workspace,
+      decision: allow ? 'allow' : 'deny',
+    });
+    return res.headers.get('location');
+  }
 }
