@@ -117,6 +117,17 @@ macro_rules! impl_sql_store {
                 })
             }
 
+            /// A membership selected next to a workspace or user row (its times aliased `m_…`).
+            fn joined_membership(r: &DbRow) -> StoreResult<Membership> {
+                Ok(Membership {
+                    workspace_id: WorkspaceId::from_string(col::<String>(r, "workspace_id")?),
+                    user_id: UserId::from_string(col::<String>(r, "user_id")?),
+                    permissions: d::scopes(col(r, "permissions")?)?,
+                    created_at: ts(r, "m_created_at")?,
+                    updated_at: ts(r, "m_updated_at")?,
+                })
+            }
+
             fn client(row: &DbRow) -> StoreResult<Client> {
                 Ok(Client {
                     id: ClientId::from_string(col::<String>(row, "id")?),
@@ -425,16 +436,7 @@ macro_rules! impl_sql_store {
                     .await
                     .map_err(db)?
                     .iter()
-                    .map(|r| {
-                        let m = Membership {
-                            workspace_id: WorkspaceId::from_string(col::<String>(r, "workspace_id")?),
-                            user_id: UserId::from_string(col::<String>(r, "user_id")?),
-                            permissions: d::scopes(col(r, "permissions")?)?,
-                            created_at: ts(r, "m_created_at")?,
-                            updated_at: ts(r, "m_updated_at")?,
-                        };
-                        Ok((workspace(r)?, m))
-                    })
+                    .map(|r| Ok((workspace(r)?, joined_membership(r)?)))
                     .collect()
                 }
 
@@ -450,16 +452,7 @@ macro_rules! impl_sql_store {
                     .await
                     .map_err(db)?
                     .iter()
-                    .map(|r| {
-                        let m = Membership {
-                            workspace_id: WorkspaceId::from_string(col::<String>(r, "workspace_id")?),
-                            user_id: UserId::from_string(col::<String>(r, "user_id")?),
-                            permissions: d::scopes(col(r, "permissions")?)?,
-                            created_at: ts(r, "m_created_at")?,
-                            updated_at: ts(r, "m_updated_at")?,
-                        };
-                        Ok((user(r)?, m))
-                    })
+                    .map(|r| Ok((user(r)?, joined_membership(r)?)))
                     .collect()
                 }
             }

@@ -208,8 +208,8 @@ async fn pending_authorizations<S: Store>(s: &S) {
     assert_eq!(s.take_pending("req-1", t0()).await.unwrap(), None, "single use");
 }
 
-async fn code_fixture<S: Store>(s: &S, tag: &str) -> (AuthCode, TokenFamily) {
-    let (w, u, c) = fixture(s, tag).await;
+/// An active grant of `u` to `c` in `w`, and a fresh family under it.
+async fn grant_and_family<S: Store>(s: &S, w: &Workspace, u: &User, c: &Client) -> (Grant, TokenFamily) {
     let g = s
         .upsert_grant(&Grant {
             id: GrantId::generate(),
@@ -234,6 +234,12 @@ async fn code_fixture<S: Store>(s: &S, tag: &str) -> (AuthCode, TokenFamily) {
         revoked_at: None,
         revoked_reason: None,
     };
+    (g, family)
+}
+
+async fn code_fixture<S: Store>(s: &S, tag: &str) -> (AuthCode, TokenFamily) {
+    let (w, u, c) = fixture(s, tag).await;
+    let (g, family) = grant_and_family(s, &w, &u, &c).await;
     let code = AuthCode {
         hash: TokenHash::of(&format!("pcl_ac_{tag}")),
         client_id: c.id,
@@ -536,30 +542,7 @@ async fn device_codes<S: Store>(s: &S) {
     assert_eq!(s.poll_device(&TokenHash::of("nope"), t0()).await.unwrap(), None);
 
     // Approve once (with its family), then consume once.
-    let grant = s
-        .upsert_grant(&Grant {
-            id: GrantId::generate(),
-            user_id: u.id.clone(),
-            client_id: c.id.clone(),
-            workspace_id: w.id.clone(),
-            scopes: dc.scopes.clone(),
-            created_at: t0(),
-            updated_at: t0(),
-            revoked_at: None,
-        })
-        .await
-        .unwrap();
-    let family = TokenFamily {
-        id: FamilyId::generate(),
-        client_id: c.id.clone(),
-        user_id: Some(u.id.clone()),
-        workspace_id: w.id.clone(),
-        grant_id: Some(grant.id.clone()),
-        created_at: t0(),
-        expires_at: t0() + Duration::days(90),
-        revoked_at: None,
-        revoked_reason: None,
-    };
+    let (grant, family) = grant_and_family(s, &w, &u, &c).await;
     let approval = DeviceApproval {
         user_id: u.id.clone(),
         workspace_id: w.id.clone(),

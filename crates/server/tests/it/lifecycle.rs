@@ -55,29 +55,7 @@ async fn refresh_race_has_one_winner_and_no_revocation(app: TestApp) {
     let w = world(&app).await;
     let t0 = tokens_for(&app, &w, &browser(), "contacts:read").await;
     let rt0 = s(&t0, "refresh_token");
-    let mut tasks = Vec::new();
-    for _ in 0..8 {
-        let (base, id, secret, rt) = (app.base.clone(), w.client_id.clone(), w.secret.clone(), rt0.clone());
-        tasks.push(tokio::spawn(async move {
-            let r = reqwest::Client::new()
-                .post(format!("{base}/oauth2/token"))
-                .basic_auth(id, Some(secret))
-                .form(&[("grant_type", "refresh_token"), ("refresh_token", rt.as_str())])
-                .send()
-                .await
-                .unwrap();
-            (r.status(), r.json::<serde_json::Value>().await.unwrap())
-        }));
-    }
-    let mut winners = Vec::new();
-    for t in tasks {
-        let (status, body) = t.await.unwrap();
-        if status == StatusCode::OK {
-            winners.push(body);
-        } else {
-            assert_eq!(body["error"], "invalid_grant", "{body}");
-        }
-    }
+    let winners = refresh_race(std::slice::from_ref(&app.base), &w, &rt0, 8).await;
     assert_eq!(winners.len(), 1, "exactly one concurrent refresh succeeds");
     // No true replay happened: the winner's tokens keep working.
     let won = &winners[0];
@@ -410,7 +388,7 @@ async fn client_credentials_grant(app: TestApp) {
 async fn client_secret_rotation_grace_and_client_revocation(app: TestApp) {
     let w = world(&app).await;
     let new_secret = app.rotate_client_secret(&w.client_id, Duration::days(7)).await;
-    let with = |secret: &str| World { secret: secret.to_owned(), ..World { ..clone_world(&w) } };
+    let with = |secret: &str| World { secret: secret.to_owned(), ..w.clone() };
     let t = tokens_for(&app, &with(&w.secret), &browser(), "contacts:read").await;
     assert!(t["access_token"].is_string(), "the old secret works during the grace period");
     let t = tokens_for(&app, &with(&new_secret), &browser(), "contacts:read").await;
@@ -420,23 +398,4 @@ async fn client_secret_rotation_grace_and_client_revocation(app: TestApp) {
     let r = introspect_raw(&app, &with(&w.secret), "x").await;
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "the old secret stops after the grace period");
     assert_eq!(introspect_raw(&app, &with(&new_secret), "x").await.status(), StatusCode::OK);
-}
-
-fn clone_world(w: &World) -> World {
-    World {
-        client_id: w.client_id.clone(),
-        secret: w.secret.clone(),
-        workspace_id: w.workspace_id.clone(),
-        user_id: w.user_id.clone(),
-    }
-}
-
-async fn introspect_raw(app: &TestApp, w: &World, token: &str) -> reqwest::Response {
-    reqwest::Client::new()
-        .post(app.url("/oauth2/introspect"))
-        .basic_auth(&w.client_id, Some(&w.secret))
-        .form(&[("token", token)])
-        .send()
-        .await
-        .unwrap()
 }

@@ -142,30 +142,7 @@ async fn two_processes_on_one_database_act_as_one_server() {
 
     // A refresh race spread across both processes: exactly one winner, nothing revoked.
     let rt = s(&t, "refresh_token");
-    let mut tasks = Vec::new();
-    for i in 0..10 {
-        let target = if i % 2 == 0 { a.base.clone() } else { b.base.clone() };
-        let (id, secret, rt) = (w.client_id.clone(), w.secret.clone(), rt.clone());
-        tasks.push(tokio::spawn(async move {
-            let r = reqwest::Client::new()
-                .post(format!("{target}/oauth2/token"))
-                .basic_auth(id, Some(secret))
-                .form(&[("grant_type", "refresh_token"), ("refresh_token", rt.as_str())])
-                .send()
-                .await
-                .unwrap();
-            (r.status(), r.json::<serde_json::Value>().await.unwrap())
-        }));
-    }
-    let mut winners = Vec::new();
-    for task in tasks {
-        let (status, body) = task.await.unwrap();
-        if status == StatusCode::OK {
-            winners.push(body);
-        } else {
-            assert_eq!(body["error"], "invalid_grant");
-        }
-    }
+    let winners = refresh_race(&[a.base.clone(), b.base.clone()], &w, &rt, 10).await;
     assert_eq!(winners.len(), 1, "one winner across both processes");
     let next = json(refresh(&b, &w, &s(&winners[0], "refresh_token"), None).await).await;
     assert!(next["access_token"].is_string(), "the winner's chain is intact");

@@ -53,6 +53,7 @@ fn rand_bytes(b: &mut [u8]) {
 /// A workspace `acme` with user `ada@example.com` (contacts:read contacts:write) and a
 /// confidential client allowed `openid profile email contacts:read contacts:write contacts:delete
 /// offline_access`.
+#[derive(Clone)]
 pub struct World {
     pub client_id: String,
     pub secret: String,
@@ -291,17 +292,52 @@ pub async fn refresh(app: &impl Server, w: &World, token: &str, scope: Option<&s
         .unwrap()
 }
 
-/// RFC 7662 introspection as client `w`.
-pub async fn introspect(app: &impl Server, w: &World, token: &str) -> serde_json::Value {
-    let r = reqwest::Client::new()
+/// RFC 7662 introspection as client `w`: the raw response.
+pub async fn introspect_raw(app: &impl Server, w: &World, token: &str) -> reqwest::Response {
+    reqwest::Client::new()
         .post(app.url("/oauth2/introspect"))
         .basic_auth(&w.client_id, Some(&w.secret))
         .form(&[("token", token)])
         .send()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+/// RFC 7662 introspection as client `w`, which must succeed.
+pub async fn introspect(app: &impl Server, w: &World, token: &str) -> serde_json::Value {
+    let r = introspect_raw(app, w, token).await;
     assert_eq!(r.status(), StatusCode::OK);
     json(r).await
+}
+
+/// `n` concurrent refreshes with one token, spread round-robin over `bases`. Returns the token
+/// responses of the winners; every loser must have been refused with `invalid_grant`.
+pub async fn refresh_race(bases: &[String], w: &World, token: &str, n: usize) -> Vec<serde_json::Value> {
+    let mut tasks = Vec::new();
+    for i in 0..n {
+        let (base, id, secret, rt) =
+            (bases[i % bases.len()].clone(), w.client_id.clone(), w.secret.clone(), token.to_owned());
+        tasks.push(tokio::spawn(async move {
+            let r = reqwest::Client::new()
+                .post(format!("{base}/oauth2/token"))
+                .basic_auth(id, Some(secret))
+                .form(&[("grant_type", "refresh_token"), ("refresh_token", rt.as_str())])
+                .send()
+                .await
+                .unwrap();
+            (r.status(), r.json::<serde_json::Value>().await.unwrap())
+        }));
+    }
+    let mut winners = Vec::new();
+    for t in tasks {
+        let (status, body) = t.await.unwrap();
+        if status == StatusCode::OK {
+            winners.push(body);
+        } else {
+            assert_eq!(body["error"], "invalid_grant", "{body}");
+        }
+    }
+    winners
 }
 
 /// RFC 7009 revocation as client `w`.
