@@ -237,21 +237,7 @@ async fn expired_code_is_invalid_grant(app: TestApp) {
 
 async fn wrong_client_cannot_redeem_and_does_not_burn_the_code(app: TestApp) {
     let w = world(&app).await;
-    let other = app
-        .create_client(portcullis_core::admin::NewClient {
-            name: "Other".into(),
-            redirect_uris: vec![REDIRECT.into()],
-            scope: "contacts:read".into(),
-            ..Default::default()
-        })
-        .await;
-    use secrecy::ExposeSecret;
-    let other = World {
-        client_id: other.client.id.to_string(),
-        secret: other.secret.unwrap().expose_secret().to_owned(),
-        workspace_id: w.workspace_id.clone(),
-        user_id: w.user_id.clone(),
-    };
+    let other = other_client(&app, &w).await;
     let b = browser();
     let a = Authz::new(&w.client_id, "contacts:read");
     let code = code_from(&app, &authorize(&app, &b, &a).await, &a);
@@ -265,10 +251,7 @@ async fn tampered_jwt_is_rejected(app: TestApp) {
     use base64::Engine;
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     let w = world(&app).await;
-    let b = browser();
-    let a = Authz::new(&w.client_id, "openid email contacts:read");
-    let code = code_from(&app, &authorize(&app, &b, &a).await, &a);
-    let t = json(redeem(&app, &w, &code, &a.verifier).await).await;
+    let t = tokens_for(&app, &w, &browser(), "openid email contacts:read").await;
     let at = t["access_token"].as_str().unwrap();
     let parts: Vec<&str> = at.split('.').collect();
 
@@ -440,9 +423,7 @@ async fn repeated_parameters_are_invalid_request(app: TestApp) {
 async fn revoked_membership_stops_token_issuance_and_use(app: TestApp) {
     let w = world(&app).await;
     let b = browser();
-    let a = Authz::new(&w.client_id, "openid email contacts:read");
-    let code = code_from(&app, &authorize(&app, &b, &a).await, &a);
-    let t = json(redeem(&app, &w, &code, &a.verifier).await).await;
+    let t = tokens_for(&app, &w, &b, "openid email contacts:read").await;
     let at = t["access_token"].as_str().unwrap().to_owned();
 
     let a2 = Authz::new(&w.client_id, "openid email contacts:read");

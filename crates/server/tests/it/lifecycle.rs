@@ -113,17 +113,7 @@ async fn overlap_window_returns_the_same_successor_pair(app: TestApp) {
 
 async fn refresh_is_bound_to_its_client(app: TestApp) {
     let w = world(&app).await;
-    let other = another_client(
-        &app,
-        &w,
-        NewClient {
-            name: "Other".into(),
-            redirect_uris: vec![REDIRECT.into()],
-            scope: "contacts:read".into(),
-            ..Default::default()
-        },
-    )
-    .await;
+    let other = other_client(&app, &w).await;
     let t0 = tokens_for(&app, &w, &browser(), "contacts:read").await;
     let rt0 = s(&t0, "refresh_token");
     assert_eq!(json(refresh(&app, &other, &rt0, None).await).await["error"], "invalid_grant");
@@ -177,17 +167,7 @@ async fn revocation_endpoint(app: TestApp) {
         assert_eq!(revoke(&app, &w, t).await.status(), StatusCode::OK);
     }
     // Another client cannot revoke our tokens (answered 200, nothing revoked).
-    let other = another_client(
-        &app,
-        &w,
-        NewClient {
-            name: "Other".into(),
-            redirect_uris: vec![REDIRECT.into()],
-            scope: "contacts:read".into(),
-            ..Default::default()
-        },
-    )
-    .await;
+    let other = other_client(&app, &w).await;
     let t2 = tokens_for(&app, &w, &browser(), "contacts:read").await;
     assert_eq!(revoke(&app, &other, &s(&t2, "refresh_token")).await.status(), StatusCode::OK);
     assert_eq!(revoke(&app, &other, &s(&t2, "access_token")).await.status(), StatusCode::OK);

@@ -363,6 +363,21 @@ pub async fn another_client(app: &TestApp, w: &World, c: NewClient) -> World {
     }
 }
 
+/// A second plain confidential client ("Other", `contacts:read`, the usual redirect URI).
+pub async fn other_client(app: &TestApp, w: &World) -> World {
+    another_client(
+        app,
+        w,
+        NewClient {
+            name: "Other".into(),
+            redirect_uris: vec![REDIRECT.into()],
+            scope: "contacts:read".into(),
+            ..Default::default()
+        },
+    )
+    .await
+}
+
 pub fn s(v: &serde_json::Value, k: &str) -> String {
     v[k].as_str().unwrap_or_else(|| panic!("no {k} in {v}")).to_owned()
 }
