@@ -63,6 +63,22 @@ prefixed_id!(
     /// A signing key (`kid` in JWT headers and the JWKS).
     KeyId, "sk_"
 );
+prefixed_id!(
+    /// An API key (the id stays the same across rotations of its secret).
+    ApiKeyId, "key_"
+);
+prefixed_id!(
+    /// A named scope bundle of a workspace.
+    BundleId, "bnd_"
+);
+prefixed_id!(
+    /// A workload-identity trust policy: which external tokens may be exchanged for service tokens.
+    TrustPolicyId, "tp_"
+);
+prefixed_id!(
+    /// A recorded event.
+    EventId, "evt_"
+);
 
 #[cfg(test)]
 mod tests {

@@ -1,6 +1,8 @@
 //! Validated newtypes and invariants shared by every Portcullis layer.
 //!
 //! # Layout
+//! - [`api_key`]: the API key format (environment prefix, 190 random bits, CRC32 checksum),
+//!   rate-limit specs (`600/min`) and CIDR allowlists.
 //! - [`clock`]: the [`Clock`] trait passed into everything that reads time, [`SystemClock`], and
 //!   the [`MockClock`] tests advance instead of sleeping.
 //! - [`ids`]: prefixed, time-ordered identifiers (`ws_…`, `usr_…`, `grt_…`).
@@ -15,6 +17,7 @@
 //! - A value of these types is valid by construction; parsing happens at the edges.
 //! - Secret material is wrapped in `secrecy` types so it cannot be printed by accident.
 
+pub mod api_key;
 pub mod clock;
 pub mod email;
 pub mod ids;
@@ -23,9 +26,12 @@ pub mod scope;
 pub mod secret;
 pub mod slug;
 
+pub use api_key::{ApiKeySecret, KeyEnvironment, MalformedKey, RateLimit};
 pub use clock::{Clock, MockClock, SystemClock};
 pub use email::Email;
-pub use ids::{ClientId, FamilyId, GrantId, KeyId, UserId, WorkspaceId};
+pub use ids::{
+    ApiKeyId, BundleId, ClientId, EventId, FamilyId, GrantId, KeyId, TrustPolicyId, UserId, WorkspaceId,
+};
 pub use redirect_uri::RedirectUri;
 pub use scope::{Scope, ScopeSet};
 pub use secret::{TokenHash, random_token};

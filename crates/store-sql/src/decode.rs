@@ -36,3 +36,31 @@ pub fn redirect_uris(s: String) -> StoreResult<Vec<RedirectUri>> {
 pub fn redirect_uris_json(uris: &[RedirectUri]) -> String {
     serde_json::to_string(uris).expect("URIs serialise")
 }
+
+pub fn cidrs(s: String) -> StoreResult<Vec<portcullis_domain::api_key::IpNet>> {
+    serde_json::from_str(&s).map_err(|e| StoreError::Corrupt(format!("allowed_cidrs: {e}")))
+}
+
+pub fn cidrs_json(c: &[portcullis_domain::api_key::IpNet]) -> String {
+    serde_json::to_string(c).expect("CIDRs serialise")
+}
+
+pub fn rate_limit(s: Option<String>) -> StoreResult<Option<portcullis_domain::RateLimit>> {
+    s.map(|s| portcullis_domain::RateLimit::parse(&s).map_err(|e| StoreError::Corrupt(e.0))).transpose()
+}
+
+pub fn environment(s: String) -> StoreResult<portcullis_domain::KeyEnvironment> {
+    s.parse().map_err(|e: portcullis_domain::Invalid| StoreError::Corrupt(e.0))
+}
+
+/// A JSON object of claim name to pattern, in name order.
+pub fn claims(s: String) -> StoreResult<Vec<(String, String)>> {
+    let m: std::collections::BTreeMap<String, String> =
+        serde_json::from_str(&s).map_err(|e| StoreError::Corrupt(format!("claims: {e}")))?;
+    Ok(m.into_iter().collect())
+}
+
+pub fn claims_json(c: &[(String, String)]) -> String {
+    let m: std::collections::BTreeMap<&str, &str> = c.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    serde_json::to_string(&m).expect("claims serialise")
+}

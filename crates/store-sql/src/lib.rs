@@ -1135,6 +1135,380 @@ macro_rules! impl_sql_store {
                 }
             }
 
+            fn api_key(row: &DbRow) -> StoreResult<ApiKey> {
+                Ok(ApiKey {
+                    id: $crate::portcullis_domain::ApiKeyId::from_string(col::<String>(row, "id")?),
+                    workspace_id: WorkspaceId::from_string(col::<String>(row, "workspace_id")?),
+                    name: col(row, "name")?,
+                    description: col(row, "description")?,
+                    metadata: col(row, "metadata")?,
+                    scopes: d::scopes(col(row, "scopes")?)?,
+                    allowed_cidrs: d::cidrs(col(row, "allowed_cidrs")?)?,
+                    rate_limit: d::rate_limit(col(row, "rate_limit")?)?,
+                    environment: d::environment(col(row, "environment")?)?,
+                    prefix: col(row, "prefix")?,
+                    secret_hash: d::hash(&col::<Vec<u8>>(row, "secret_hash")?)?,
+                    previous_secret_hash: col::<Option<Vec<u8>>>(row, "previous_secret_hash")?
+                        .map(|b| d::hash(&b))
+                        .transpose()?,
+                    previous_secret_expires_at: ts_opt(row, "previous_secret_expires_at")?,
+                    bundle: col(row, "bundle")?,
+                    created_at: ts(row, "created_at")?,
+                    expires_at: ts_opt(row, "expires_at")?,
+                    rotated_at: ts_opt(row, "rotated_at")?,
+                    revoked_at: ts_opt(row, "revoked_at")?,
+                    last_used_at: ts_opt(row, "last_used_at")?,
+                    last_used_ip: col(row, "last_used_ip")?,
+                })
+            }
+
+            fn bundle(row: &DbRow) -> StoreResult<ScopeBundle> {
+                Ok(ScopeBundle {
+                    id: $crate::portcullis_domain::BundleId::from_string(col::<String>(row, "id")?),
+                    workspace_id: WorkspaceId::from_string(col::<String>(row, "workspace_id")?),
+                    name: col(row, "name")?,
+                    description: col(row, "description")?,
+                    scopes: d::scopes(col(row, "scopes")?)?,
+                    created_at: ts(row, "created_at")?,
+                    updated_at: ts(row, "updated_at")?,
+                })
+            }
+
+            fn trust_policy(row: &DbRow) -> StoreResult<TrustPolicy> {
+                Ok(TrustPolicy {
+                    id: $crate::portcullis_domain::TrustPolicyId::from_string(col::<String>(row, "id")?),
+                    workspace_id: WorkspaceId::from_string(col::<String>(row, "workspace_id")?),
+                    name: col(row, "name")?,
+                    issuer: col(row, "issuer")?,
+                    audience: col(row, "audience")?,
+                    subject: col(row, "subject")?,
+                    claims: d::claims(col(row, "claims")?)?,
+                    scopes: d::scopes(col(row, "scopes")?)?,
+                    max_ttl: $crate::time::Duration::seconds(col::<i64>(row, "max_ttl_seconds")?),
+                    created_at: ts(row, "created_at")?,
+                })
+            }
+
+            fn event(row: &DbRow) -> StoreResult<Event> {
+                Ok(Event {
+                    id: $crate::portcullis_domain::EventId::from_string(col::<String>(row, "id")?),
+                    workspace_id: WorkspaceId::from_string(col::<String>(row, "workspace_id")?),
+                    kind: col(row, "kind")?,
+                    actor: col(row, "actor")?,
+                    subject: col(row, "subject")?,
+                    detail: col(row, "detail")?,
+                    ip: col(row, "ip")?,
+                    at: ts(row, "at")?,
+                })
+            }
+
+            impl ApiKeyStore for $store {
+                async fn insert_api_key(&self, k: &ApiKey) -> StoreResult<()> {
+                    sql!(
+                        "INSERT INTO api_keys (id, workspace_id, name, description, metadata, scopes, allowed_cidrs, \
+                         rate_limit, environment, prefix, secret_hash, previous_secret_hash, previous_secret_expires_at, \
+                         bundle, created_at, expires_at, rotated_at, revoked_at, last_used_at, last_used_ip) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)"
+                    )
+                    .bind(k.id.as_str())
+                    .bind(k.workspace_id.as_str())
+                    .bind(&k.name)
+                    .bind(&k.description)
+                    .bind(&k.metadata)
+                    .bind(k.scopes.to_string())
+                    .bind(d::cidrs_json(&k.allowed_cidrs))
+                    .bind(k.rate_limit.map(|r| r.to_string()))
+                    .bind(k.environment.as_str())
+                    .bind(&k.prefix)
+                    .bind(k.secret_hash.as_bytes().to_vec())
+                    .bind(k.previous_secret_hash.as_ref().map(|h| h.as_bytes().to_vec()))
+                    .bind(k.previous_secret_expires_at.map(|t| t.unix_timestamp()))
+                    .bind(&k.bundle)
+                    .bind(k.created_at.unix_timestamp())
+                    .bind(k.expires_at.map(|t| t.unix_timestamp()))
+                    .bind(k.rotated_at.map(|t| t.unix_timestamp()))
+                    .bind(k.revoked_at.map(|t| t.unix_timestamp()))
+                    .bind(k.last_used_at.map(|t| t.unix_timestamp()))
+                    .bind(&k.last_used_ip)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(err("secret"))?;
+                    Ok(())
+                }
+
+                async fn api_key_by_hash(&self, hash: &TokenHash) -> StoreResult<Option<ApiKey>> {
+                    // Two lookups on two indexes (rather than one OR) so each uses its index.
+                    let current = sql!("SELECT * FROM api_keys WHERE secret_hash = $1")
+                        .bind(hash.as_bytes().to_vec())
+                        .fetch_optional(&self.pool)
+                        .await
+                        .map_err(db)?;
+                    let row = match current {
+                        Some(r) => Some(r),
+                        None => sql!("SELECT * FROM api_keys WHERE previous_secret_hash = $1")
+                            .bind(hash.as_bytes().to_vec())
+                            .fetch_optional(&self.pool)
+                            .await
+                            .map_err(db)?,
+                    };
+                    row.map(|r| api_key(&r)).transpose()
+                }
+
+                async fn api_key_by_id(&self, id: &$crate::portcullis_domain::ApiKeyId) -> StoreResult<Option<ApiKey>> {
+                    sql!("SELECT * FROM api_keys WHERE id = $1")
+                        .bind(id.as_str())
+                        .fetch_optional(&self.pool)
+                        .await
+                        .map_err(db)?
+                        .map(|r| api_key(&r))
+                        .transpose()
+                }
+
+                async fn list_api_keys(&self, ws: &WorkspaceId) -> StoreResult<Vec<ApiKey>> {
+                    sql!("SELECT * FROM api_keys WHERE workspace_id = $1 ORDER BY created_at DESC, id DESC")
+                        .bind(ws.as_str())
+                        .fetch_all(&self.pool)
+                        .await
+                        .map_err(db)?
+                        .iter()
+                        .map(api_key)
+                        .collect()
+                }
+
+                async fn rotate_api_key(
+                    &self,
+                    id: &$crate::portcullis_domain::ApiKeyId,
+                    new_hash: &TokenHash,
+                    new_prefix: &str,
+                    previous_expires_at: Option<OffsetDateTime>,
+                    now: OffsetDateTime,
+                ) -> StoreResult<bool> {
+                    let grace = previous_expires_at.map(|t| t.unix_timestamp());
+                    let n = sql!(
+                        "UPDATE api_keys SET \
+                         previous_secret_hash = CASE WHEN $4 IS NULL THEN NULL ELSE secret_hash END, \
+                         previous_secret_expires_at = $4, secret_hash = $2, prefix = $3, rotated_at = $5 \
+                         WHERE id = $1 AND revoked_at IS NULL"
+                    )
+                    .bind(id.as_str())
+                    .bind(new_hash.as_bytes().to_vec())
+                    .bind(new_prefix)
+                    .bind(grace)
+                    .bind(now.unix_timestamp())
+                    .execute(&self.pool)
+                    .await
+                    .map_err(err("secret"))?
+                    .rows_affected();
+                    Ok(n > 0)
+                }
+
+                async fn revoke_api_key(
+                    &self,
+                    id: &$crate::portcullis_domain::ApiKeyId,
+                    now: OffsetDateTime,
+                ) -> StoreResult<bool> {
+                    let n = sql!("UPDATE api_keys SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL")
+                        .bind(id.as_str())
+                        .bind(now.unix_timestamp())
+                        .execute(&self.pool)
+                        .await
+                        .map_err(db)?
+                        .rows_affected();
+                    Ok(n > 0)
+                }
+
+                async fn record_api_key_usage(&self, uses: &[KeyUsage]) -> StoreResult<()> {
+                    if uses.is_empty() {
+                        return Ok(());
+                    }
+                    let mut tx = self.pool.begin().await.map_err(db)?;
+                    for u in uses {
+                        sql!(
+                            "UPDATE api_keys SET last_used_at = $2, last_used_ip = $3 \
+                             WHERE id = $1 AND (last_used_at IS NULL OR last_used_at <= $2)"
+                        )
+                        .bind(u.id.as_str())
+                        .bind(u.at.unix_timestamp())
+                        .bind(&u.ip)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(db)?;
+                    }
+                    tx.commit().await.map_err(db)
+                }
+            }
+
+            impl BundleStore for $store {
+                async fn insert_bundle(&self, b: &ScopeBundle) -> StoreResult<()> {
+                    sql!(
+                        "INSERT INTO scope_bundles (id, workspace_id, name, description, scopes, created_at, updated_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7)"
+                    )
+                    .bind(b.id.as_str())
+                    .bind(b.workspace_id.as_str())
+                    .bind(&b.name)
+                    .bind(&b.description)
+                    .bind(b.scopes.to_string())
+                    .bind(b.created_at.unix_timestamp())
+                    .bind(b.updated_at.unix_timestamp())
+                    .execute(&self.pool)
+                    .await
+                    .map_err(err("name"))?;
+                    Ok(())
+                }
+
+                async fn bundle_by_name(&self, ws: &WorkspaceId, name: &str) -> StoreResult<Option<ScopeBundle>> {
+                    sql!("SELECT * FROM scope_bundles WHERE workspace_id = $1 AND name = $2")
+                        .bind(ws.as_str())
+                        .bind(name)
+                        .fetch_optional(&self.pool)
+                        .await
+                        .map_err(db)?
+                        .map(|r| bundle(&r))
+                        .transpose()
+                }
+
+                async fn list_bundles(&self, ws: &WorkspaceId) -> StoreResult<Vec<ScopeBundle>> {
+                    sql!("SELECT * FROM scope_bundles WHERE workspace_id = $1 ORDER BY name")
+                        .bind(ws.as_str())
+                        .fetch_all(&self.pool)
+                        .await
+                        .map_err(db)?
+                        .iter()
+                        .map(bundle)
+                        .collect()
+                }
+
+                async fn update_bundle(&self, b: &ScopeBundle) -> StoreResult<bool> {
+                    let n = sql!(
+                        "UPDATE scope_bundles SET scopes = $3, description = $4, updated_at = $5 \
+                         WHERE workspace_id = $1 AND name = $2"
+                    )
+                    .bind(b.workspace_id.as_str())
+                    .bind(&b.name)
+                    .bind(b.scopes.to_string())
+                    .bind(&b.description)
+                    .bind(b.updated_at.unix_timestamp())
+                    .execute(&self.pool)
+                    .await
+                    .map_err(db)?
+                    .rows_affected();
+                    Ok(n > 0)
+                }
+
+                async fn delete_bundle(&self, ws: &WorkspaceId, name: &str) -> StoreResult<bool> {
+                    let n = sql!("DELETE FROM scope_bundles WHERE workspace_id = $1 AND name = $2")
+                        .bind(ws.as_str())
+                        .bind(name)
+                        .execute(&self.pool)
+                        .await
+                        .map_err(db)?
+                        .rows_affected();
+                    Ok(n > 0)
+                }
+            }
+
+            impl TrustPolicyStore for $store {
+                async fn insert_trust_policy(&self, p: &TrustPolicy) -> StoreResult<()> {
+                    sql!(
+                        "INSERT INTO trust_policies (id, workspace_id, name, issuer, audience, subject, claims, scopes, \
+                         max_ttl_seconds, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+                    )
+                    .bind(p.id.as_str())
+                    .bind(p.workspace_id.as_str())
+                    .bind(&p.name)
+                    .bind(&p.issuer)
+                    .bind(&p.audience)
+                    .bind(&p.subject)
+                    .bind(d::claims_json(&p.claims))
+                    .bind(p.scopes.to_string())
+                    .bind(p.max_ttl.whole_seconds())
+                    .bind(p.created_at.unix_timestamp())
+                    .execute(&self.pool)
+                    .await
+                    .map_err(db)?;
+                    Ok(())
+                }
+
+                async fn trust_policy_by_id(
+                    &self,
+                    id: &$crate::portcullis_domain::TrustPolicyId,
+                ) -> StoreResult<Option<TrustPolicy>> {
+                    sql!("SELECT * FROM trust_policies WHERE id = $1")
+                        .bind(id.as_str())
+                        .fetch_optional(&self.pool)
+                        .await
+                        .map_err(db)?
+                        .map(|r| trust_policy(&r))
+                        .transpose()
+                }
+
+                async fn trust_policies_for_issuer(&self, issuer: &str) -> StoreResult<Vec<TrustPolicy>> {
+                    sql!("SELECT * FROM trust_policies WHERE issuer = $1 ORDER BY created_at, id")
+                        .bind(issuer)
+                        .fetch_all(&self.pool)
+                        .await
+                        .map_err(db)?
+                        .iter()
+                        .map(trust_policy)
+                        .collect()
+                }
+
+                async fn list_trust_policies(&self, ws: &WorkspaceId) -> StoreResult<Vec<TrustPolicy>> {
+                    sql!("SELECT * FROM trust_policies WHERE workspace_id = $1 ORDER BY created_at, id")
+                        .bind(ws.as_str())
+                        .fetch_all(&self.pool)
+                        .await
+                        .map_err(db)?
+                        .iter()
+                        .map(trust_policy)
+                        .collect()
+                }
+
+                async fn delete_trust_policy(&self, id: &$crate::portcullis_domain::TrustPolicyId) -> StoreResult<bool> {
+                    let n = sql!("DELETE FROM trust_policies WHERE id = $1")
+                        .bind(id.as_str())
+                        .execute(&self.pool)
+                        .await
+                        .map_err(db)?
+                        .rows_affected();
+                    Ok(n > 0)
+                }
+            }
+
+            impl EventStore for $store {
+                async fn record_event(&self, e: &Event) -> StoreResult<()> {
+                    sql!(
+                        "INSERT INTO events (id, workspace_id, kind, actor, subject, detail, ip, at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+                    )
+                    .bind(e.id.as_str())
+                    .bind(e.workspace_id.as_str())
+                    .bind(&e.kind)
+                    .bind(&e.actor)
+                    .bind(&e.subject)
+                    .bind(&e.detail)
+                    .bind(&e.ip)
+                    .bind(e.at.unix_timestamp())
+                    .execute(&self.pool)
+                    .await
+                    .map_err(db)?;
+                    Ok(())
+                }
+
+                async fn list_events(&self, ws: &WorkspaceId, limit: i64) -> StoreResult<Vec<Event>> {
+                    sql!("SELECT * FROM events WHERE workspace_id = $1 ORDER BY at DESC, id DESC LIMIT $2")
+                        .bind(ws.as_str())
+                        .bind(limit)
+                        .fetch_all(&self.pool)
+                        .await
+                        .map_err(db)?
+                        .iter()
+                        .map(event)
+                        .collect()
+                }
+            }
+
             impl HealthCheck for $store {
                 async fn ping(&self) -> StoreResult<()> {
                     sql!("SELECT 1").execute(&self.pool).await.map_err(db)?;

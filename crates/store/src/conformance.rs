@@ -31,6 +31,10 @@ pub async fn run_all<S: Store>(store: S) {
     signing_keys_and_secrets(&store).await;
     signing_key_rotation(&store).await;
     sessions(&store).await;
+    api_keys(&store).await;
+    bundles(&store).await;
+    trust_policies(&store).await;
+    events(&store).await;
     store.ping().await.expect("ping");
 }
 
@@ -592,4 +596,186 @@ async fn signing_key_rotation<S: Store>(s: &S) {
     assert_eq!(after[0].kid, next.kid);
     assert_eq!(after[0].retired_at, None, "the new key is not retired");
     assert!(after[1..].iter().all(|k| k.retired_at == Some(retire_at)));
+}
+
+fn api_key(ws: &WorkspaceId, secret: &str) -> ApiKey {
+    ApiKey {
+        id: ApiKeyId::generate(),
+        workspace_id: ws.clone(),
+        name: "backend".into(),
+        description: Some("the billing backend".into()),
+        metadata: Some(r#"{"owner":"billing"}"#.into()),
+        scopes: ScopeSet::parse("invoices:read invoices:write").unwrap(),
+        allowed_cidrs: vec![
+            api_key::parse_cidr("10.0.0.0/8").unwrap(),
+            api_key::parse_cidr("2001:db8::/32").unwrap(),
+        ],
+        rate_limit: Some(RateLimit::parse("600/min").unwrap()),
+        environment: KeyEnvironment::Live,
+        prefix: "pcl_live_AbCd".into(),
+        secret_hash: TokenHash::of(secret),
+        previous_secret_hash: None,
+        previous_secret_expires_at: None,
+        bundle: None,
+        created_at: t0(),
+        expires_at: Some(t0() + Duration::days(90)),
+        rotated_at: None,
+        revoked_at: None,
+        last_used_at: None,
+        last_used_ip: None,
+    }
+}
+
+async fn api_keys<S: Store>(s: &S) {
+    let w = workspace("keys");
+    s.insert_workspace(&w).await.unwrap();
+    let k = api_key(&w.id, "secret-1");
+    s.insert_api_key(&k).await.unwrap();
+    assert_eq!(s.api_key_by_hash(&TokenHash::of("secret-1")).await.unwrap(), Some(k.clone()));
+    assert_eq!(s.api_key_by_id(&k.id).await.unwrap(), Some(k.clone()));
+    assert_eq!(s.api_key_by_hash(&TokenHash::of("nope")).await.unwrap(), None);
+    assert!(matches!(
+        s.insert_api_key(&ApiKey { id: ApiKeyId::generate(), ..k.clone() }).await,
+        Err(StoreError::Duplicate(_))
+    ));
+    let orphan = api_key(&WorkspaceId::generate(), "secret-x");
+    assert!(s.insert_api_key(&orphan).await.is_err(), "a key needs an existing workspace");
+
+    // Rotation with grace: both hashes find the key; the previous one carries its deadline.
+    let until = t0() + Duration::days(7);
+    assert!(
+        s.rotate_api_key(&k.id, &TokenHash::of("secret-2"), "pcl_live_EfGh", Some(until), t0())
+            .await
+            .unwrap()
+    );
+    let by_old = s.api_key_by_hash(&TokenHash::of("secret-1")).await.unwrap().unwrap();
+    let by_new = s.api_key_by_hash(&TokenHash::of("secret-2")).await.unwrap().unwrap();
+    assert_eq!(by_old, by_new);
+    assert_eq!(by_new.id, k.id, "rotation keeps the id");
+    assert_eq!(by_new.prefix, "pcl_live_EfGh");
+    assert_eq!(by_new.previous_secret_expires_at, Some(until));
+    assert_eq!(by_new.rotated_at, Some(t0()));
+    // Rotation without grace drops the previous secret at once.
+    assert!(s.rotate_api_key(&k.id, &TokenHash::of("secret-3"), "pcl_live_IjKl", None, t0()).await.unwrap());
+    assert_eq!(s.api_key_by_hash(&TokenHash::of("secret-2")).await.unwrap(), None);
+    assert_eq!(s.api_key_by_hash(&TokenHash::of("secret-1")).await.unwrap(), None);
+
+    // Usage: batched, and an older use never overwrites a newer one.
+    let later = t0() + Duration::minutes(5);
+    s.record_api_key_usage(&[
+        KeyUsage { id: k.id.clone(), at: later, ip: "10.1.1.1".into() },
+        KeyUsage { id: ApiKeyId::generate(), at: later, ip: "10.1.1.2".into() },
+    ])
+    .await
+    .unwrap();
+    s.record_api_key_usage(&[KeyUsage { id: k.id.clone(), at: t0(), ip: "10.9.9.9".into() }]).await.unwrap();
+    let used = s.api_key_by_id(&k.id).await.unwrap().unwrap();
+    assert_eq!((used.last_used_at, used.last_used_ip.as_deref()), (Some(later), Some("10.1.1.1")));
+    s.record_api_key_usage(&[]).await.unwrap();
+
+    let second = api_key(&w.id, "secret-4");
+    s.insert_api_key(&ApiKey { created_at: later, ..second.clone() }).await.unwrap();
+    let listed: Vec<ApiKeyId> = s.list_api_keys(&w.id).await.unwrap().into_iter().map(|k| k.id).collect();
+    assert_eq!(listed, vec![second.id.clone(), k.id.clone()], "newest first");
+
+    assert!(s.revoke_api_key(&k.id, later).await.unwrap());
+    assert!(!s.revoke_api_key(&k.id, later).await.unwrap());
+    assert_eq!(s.api_key_by_id(&k.id).await.unwrap().unwrap().revoked_at, Some(later));
+    assert!(
+        !s.rotate_api_key(&k.id, &TokenHash::of("secret-5"), "pcl_live_MnOp", None, later).await.unwrap(),
+        "a revoked key stays revoked"
+    );
+}
+
+async fn bundles<S: Store>(s: &S) {
+    let w = workspace("bundles");
+    let other = workspace("bundles-other");
+    s.insert_workspace(&w).await.unwrap();
+    s.insert_workspace(&other).await.unwrap();
+    let b = ScopeBundle {
+        id: BundleId::generate(),
+        workspace_id: w.id.clone(),
+        name: "Support Read-only".into(),
+        description: None,
+        scopes: ScopeSet::parse("tickets:read").unwrap(),
+        created_at: t0(),
+        updated_at: t0(),
+    };
+    s.insert_bundle(&b).await.unwrap();
+    assert!(matches!(
+        s.insert_bundle(&ScopeBundle { id: BundleId::generate(), ..b.clone() }).await,
+        Err(StoreError::Duplicate("name"))
+    ));
+    // The same name in another workspace is another bundle.
+    s.insert_bundle(&ScopeBundle { id: BundleId::generate(), workspace_id: other.id.clone(), ..b.clone() })
+        .await
+        .unwrap();
+    assert_eq!(s.bundle_by_name(&w.id, "Support Read-only").await.unwrap(), Some(b.clone()));
+    assert_eq!(s.bundle_by_name(&w.id, "support read-only").await.unwrap(), None);
+    let wider = ScopeBundle {
+        scopes: ScopeSet::parse("tickets:read tickets:write").unwrap(),
+        description: Some("now writes".into()),
+        updated_at: t0() + Duration::hours(1),
+        ..b.clone()
+    };
+    assert!(s.update_bundle(&wider).await.unwrap());
+    assert_eq!(s.bundle_by_name(&w.id, &b.name).await.unwrap(), Some(wider));
+    assert_eq!(
+        s.bundle_by_name(&other.id, &b.name).await.unwrap().unwrap().scopes,
+        b.scopes,
+        "the other workspace's bundle is untouched"
+    );
+    assert_eq!(s.list_bundles(&w.id).await.unwrap().len(), 1);
+    assert!(s.delete_bundle(&w.id, &b.name).await.unwrap());
+    assert!(!s.delete_bundle(&w.id, &b.name).await.unwrap());
+    assert!(!s.update_bundle(&b).await.unwrap());
+}
+
+async fn trust_policies<S: Store>(s: &S) {
+    let w = workspace("trust");
+    s.insert_workspace(&w).await.unwrap();
+    let p = TrustPolicy {
+        id: TrustPolicyId::generate(),
+        workspace_id: w.id.clone(),
+        name: "deploys".into(),
+        issuer: "https://ci.example".into(),
+        audience: "portcullis".into(),
+        subject: "repo:acme/app:ref:refs/heads/main".into(),
+        claims: vec![("environment".into(), "prod*".into()), ("actor".into(), "*".into())],
+        scopes: ScopeSet::parse("deploys:write").unwrap(),
+        max_ttl: Duration::minutes(15),
+        created_at: t0(),
+    };
+    s.insert_trust_policy(&p).await.unwrap();
+    let back = s.trust_policy_by_id(&p.id).await.unwrap().unwrap();
+    assert_eq!(back.claims, vec![("actor".into(), "*".into()), ("environment".into(), "prod*".into())]);
+    assert_eq!(back.max_ttl, p.max_ttl);
+    assert_eq!(s.trust_policies_for_issuer("https://ci.example").await.unwrap().len(), 1);
+    assert!(s.trust_policies_for_issuer("https://other.example").await.unwrap().is_empty());
+    assert_eq!(s.list_trust_policies(&w.id).await.unwrap().len(), 1);
+    assert!(s.delete_trust_policy(&p.id).await.unwrap());
+    assert!(!s.delete_trust_policy(&p.id).await.unwrap());
+    assert_eq!(s.trust_policy_by_id(&p.id).await.unwrap(), None);
+}
+
+async fn events<S: Store>(s: &S) {
+    let w = workspace("events");
+    s.insert_workspace(&w).await.unwrap();
+    for i in 0..3 {
+        s.record_event(&Event {
+            id: EventId::generate(),
+            workspace_id: w.id.clone(),
+            kind: "service_token.minted".into(),
+            actor: "cli".into(),
+            subject: Some(format!("jti-{i}")),
+            detail: r#"{"scope":"a"}"#.into(),
+            ip: None,
+            at: t0() + Duration::seconds(i),
+        })
+        .await
+        .unwrap();
+    }
+    let got = s.list_events(&w.id, 2).await.unwrap();
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[0].subject.as_deref(), Some("jti-2"), "newest first");
 }

@@ -1,8 +1,10 @@
 //! Records as stored. Validated domain types all the way down: a corrupt row fails to load
 //! instead of producing an invalid value.
 
+pub use portcullis_domain::api_key::IpNet;
 use portcullis_domain::{
-    ClientId, Email, FamilyId, GrantId, KeyId, RedirectUri, ScopeSet, Slug, TokenHash, UserId, WorkspaceId,
+    ApiKeyId, BundleId, ClientId, Email, EventId, FamilyId, GrantId, KeyEnvironment, KeyId, RateLimit,
+    RedirectUri, ScopeSet, Slug, TokenHash, TrustPolicyId, UserId, WorkspaceId,
 };
 use time::{Duration, OffsetDateTime};
 
@@ -292,4 +294,93 @@ pub struct Session {
     pub auth_time: OffsetDateTime,
     pub created_at: OffsetDateTime,
     pub expires_at: OffsetDateTime,
+}
+
+/// A scoped API key of one workspace. The secret exists only as hashes (the current one and,
+/// during a rotation's grace period, the previous one).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ApiKey {
+    pub id: ApiKeyId,
+    pub workspace_id: WorkspaceId,
+    pub name: String,
+    pub description: Option<String>,
+    /// Free-form JSON object the operator attached (owner, ticket, …); never interpreted.
+    pub metadata: Option<String>,
+    pub scopes: ScopeSet,
+    /// Empty means any address.
+    pub allowed_cidrs: Vec<IpNet>,
+    pub rate_limit: Option<RateLimit>,
+    pub environment: KeyEnvironment,
+    /// Non-secret display prefix of the current secret (`pcl_live_AbCd`).
+    pub prefix: String,
+    pub secret_hash: TokenHash,
+    /// The secret replaced by the last rotation, accepted until `previous_secret_expires_at`.
+    pub previous_secret_hash: Option<TokenHash>,
+    pub previous_secret_expires_at: Option<OffsetDateTime>,
+    /// The bundle the scopes were expanded from at creation, if any (informational).
+    pub bundle: Option<String>,
+    pub created_at: OffsetDateTime,
+    pub expires_at: Option<OffsetDateTime>,
+    pub rotated_at: Option<OffsetDateTime>,
+    pub revoked_at: Option<OffsetDateTime>,
+    pub last_used_at: Option<OffsetDateTime>,
+    pub last_used_ip: Option<String>,
+}
+
+/// Last use of an API key, written in batches (see the core's usage recorder).
+#[derive(Clone, Debug, PartialEq)]
+pub struct KeyUsage {
+    pub id: ApiKeyId,
+    pub at: OffsetDateTime,
+    pub ip: String,
+}
+
+/// A named, reusable list of scopes in a workspace. Credentials copy the scopes at creation.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ScopeBundle {
+    pub id: BundleId,
+    pub workspace_id: WorkspaceId,
+    pub name: String,
+    pub description: Option<String>,
+    pub scopes: ScopeSet,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+}
+
+/// Which tokens of an external OIDC issuer (a CI provider, a cloud workload) may be exchanged
+/// for service tokens of a workspace (RFC 8693), and with which scopes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrustPolicy {
+    pub id: TrustPolicyId,
+    pub workspace_id: WorkspaceId,
+    pub name: String,
+    /// The exact `iss` of accepted tokens.
+    pub issuer: String,
+    /// A value the token's `aud` must contain.
+    pub audience: String,
+    /// Pattern for `sub` (`*` matches any run of characters).
+    pub subject: String,
+    /// Further claims the token must carry, as (claim, pattern) pairs.
+    pub claims: Vec<(String, String)>,
+    /// The most a service token from this policy may carry.
+    pub scopes: ScopeSet,
+    pub max_ttl: Duration,
+    pub created_at: OffsetDateTime,
+}
+
+/// Something that happened, recorded for operators (key lifecycle, service-token mints).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Event {
+    pub id: EventId,
+    pub workspace_id: WorkspaceId,
+    /// `api_key.created`, `service_token.minted`, …
+    pub kind: String,
+    /// Who did it: `cli`, an API key id, a trust policy id with the external subject.
+    pub actor: String,
+    /// What it was done to (a key id, a bundle name, a token's `jti`).
+    pub subject: Option<String>,
+    /// JSON object with the details (never secrets).
+    pub detail: String,
+    pub ip: Option<String>,
+    pub at: OffsetDateTime,
 }

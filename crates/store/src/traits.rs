@@ -2,7 +2,9 @@
 
 use crate::StoreResult;
 use crate::records::*;
-use portcullis_domain::{ClientId, Email, FamilyId, GrantId, TokenHash, UserId, WorkspaceId};
+use portcullis_domain::{
+    ApiKeyId, ClientId, Email, FamilyId, GrantId, TokenHash, TrustPolicyId, UserId, WorkspaceId,
+};
 use std::future::Future;
 use time::OffsetDateTime;
 
@@ -238,6 +240,77 @@ pub trait SessionStore {
     fn delete_session(&self, hash: &TokenHash) -> impl Future<Output = StoreResult<()>> + Send;
 }
 
+pub trait ApiKeyStore {
+    fn insert_api_key(&self, k: &ApiKey) -> impl Future<Output = StoreResult<()>> + Send;
+    /// The key whose current *or previous* secret has this hash (the caller checks which one
+    /// matched and whether the previous one is still in its grace period).
+    fn api_key_by_hash(&self, hash: &TokenHash) -> impl Future<Output = StoreResult<Option<ApiKey>>> + Send;
+    fn api_key_by_id(&self, id: &ApiKeyId) -> impl Future<Output = StoreResult<Option<ApiKey>>> + Send;
+    /// The workspace's keys, newest first.
+    fn list_api_keys(&self, ws: &WorkspaceId) -> impl Future<Output = StoreResult<Vec<ApiKey>>> + Send;
+    /// Replaces the secret of an unrevoked key; the current one becomes the previous secret,
+    /// accepted until `previous_expires_at` (`None`: not at all). Returns whether a key changed.
+    fn rotate_api_key(
+        &self,
+        id: &ApiKeyId,
+        new_hash: &TokenHash,
+        new_prefix: &str,
+        previous_expires_at: Option<OffsetDateTime>,
+        now: OffsetDateTime,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
+    /// Returns whether this call revoked the key.
+    fn revoke_api_key(
+        &self,
+        id: &ApiKeyId,
+        now: OffsetDateTime,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
+    /// Records last uses; an older use never overwrites a newer one.
+    fn record_api_key_usage(&self, uses: &[KeyUsage]) -> impl Future<Output = StoreResult<()>> + Send;
+}
+
+pub trait BundleStore {
+    /// Fails with `Duplicate("name")` if the workspace has a bundle of that name.
+    fn insert_bundle(&self, b: &ScopeBundle) -> impl Future<Output = StoreResult<()>> + Send;
+    fn bundle_by_name(
+        &self,
+        ws: &WorkspaceId,
+        name: &str,
+    ) -> impl Future<Output = StoreResult<Option<ScopeBundle>>> + Send;
+    /// The workspace's bundles, by name.
+    fn list_bundles(&self, ws: &WorkspaceId) -> impl Future<Output = StoreResult<Vec<ScopeBundle>>> + Send;
+    /// Replaces a bundle's scopes and description. Returns whether a bundle changed.
+    fn update_bundle(&self, b: &ScopeBundle) -> impl Future<Output = StoreResult<bool>> + Send;
+    fn delete_bundle(&self, ws: &WorkspaceId, name: &str) -> impl Future<Output = StoreResult<bool>> + Send;
+}
+
+pub trait TrustPolicyStore {
+    fn insert_trust_policy(&self, p: &TrustPolicy) -> impl Future<Output = StoreResult<()>> + Send;
+    fn trust_policy_by_id(
+        &self,
+        id: &TrustPolicyId,
+    ) -> impl Future<Output = StoreResult<Option<TrustPolicy>>> + Send;
+    /// Every policy for tokens of `issuer`, across workspaces.
+    fn trust_policies_for_issuer(
+        &self,
+        issuer: &str,
+    ) -> impl Future<Output = StoreResult<Vec<TrustPolicy>>> + Send;
+    fn list_trust_policies(
+        &self,
+        ws: &WorkspaceId,
+    ) -> impl Future<Output = StoreResult<Vec<TrustPolicy>>> + Send;
+    fn delete_trust_policy(&self, id: &TrustPolicyId) -> impl Future<Output = StoreResult<bool>> + Send;
+}
+
+pub trait EventStore {
+    fn record_event(&self, e: &Event) -> impl Future<Output = StoreResult<()>> + Send;
+    /// The workspace's newest events, newest first.
+    fn list_events(
+        &self,
+        ws: &WorkspaceId,
+        limit: i64,
+    ) -> impl Future<Output = StoreResult<Vec<Event>>> + Send;
+}
+
 /// Liveness of the backend, for `/healthz`.
 pub trait HealthCheck {
     fn ping(&self) -> impl Future<Output = StoreResult<()>> + Send;
@@ -254,6 +327,10 @@ pub trait Store:
     + KeyStore
     + SessionStore
     + DeviceStore
+    + ApiKeyStore
+    + BundleStore
+    + TrustPolicyStore
+    + EventStore
     + HealthCheck
     + Clone
     + Send
@@ -272,6 +349,10 @@ impl<T> Store for T where
         + KeyStore
         + SessionStore
         + DeviceStore
+        + ApiKeyStore
+        + BundleStore
+        + TrustPolicyStore
+        + EventStore
         + HealthCheck
         + Clone
         + Send
