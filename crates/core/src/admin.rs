@@ -7,7 +7,7 @@ use crate::scopes::Catalogue;
 use crate::settings::MAX_REFRESH_OVERLAP;
 use portcullis_domain::secret::prefix;
 use portcullis_domain::{
-    ClientId, Clock, Email, GrantId, RedirectUri, ScopeSet, Slug, TokenHash, UserId, WorkspaceId,
+    ClientId, Clock, Email, GrantId, KeyEnvironment, RedirectUri, ScopeSet, Slug, TokenHash, UserId, WorkspaceId,
     random_token,
 };
 use portcullis_proto::token::{
@@ -32,6 +32,9 @@ pub enum AdminError {
     /// The input collides with existing data.
     #[error("{0}")]
     Conflict(String),
+    /// The caller may not do this (for example, hand out scopes it does not hold).
+    #[error("{0}")]
+    Forbidden(String),
     #[error("storage error: {0}")]
     Internal(String),
 }
@@ -76,11 +79,19 @@ pub struct Admin<S> {
     pub catalogue: Arc<Catalogue>,
     /// Seals new signing keys (with the key-encryption key when one is configured).
     pub sealer: Arc<Sealer>,
+    /// The environment of the API keys this deployment issues.
+    pub key_environment: KeyEnvironment,
 }
 
 impl<S: Store> Admin<S> {
     pub fn new(store: S, clock: Arc<dyn Clock>, catalogue: Arc<Catalogue>, sealer: Arc<Sealer>) -> Self {
-        Self { store, clock, catalogue, sealer }
+        Self { store, clock, catalogue, sealer, key_environment: KeyEnvironment::Live }
+    }
+
+    /// Issues `env` API keys (`pcl_test_…` for a test deployment).
+    pub fn with_key_environment(mut self, env: KeyEnvironment) -> Self {
+        self.key_environment = env;
+        self
     }
 
     pub async fn create_workspace(&self, slug: &str, name: Option<&str>) -> Result<Workspace, AdminError> {
@@ -403,7 +414,7 @@ fn check_no_manage(scopes: &ScopeSet) -> Result<(), AdminError> {
     }
 }
 
-fn check_name(name: &str) -> Result<(), AdminError> {
+pub(crate) fn check_name(name: &str) -> Result<(), AdminError> {
     if name.trim().is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
         return Err(AdminError::Invalid("a name must be 1-200 printable characters".into()));
     }

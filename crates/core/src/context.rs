@@ -1,5 +1,8 @@
 //! The context every core operation receives: storage, clock, settings, catalogue, keys.
 
+use crate::admin::Admin;
+use crate::api_keys::{RateLimiter, UsageRecorder};
+use crate::federation::IssuerKeys;
 use crate::keys::{Keyring, Sealer};
 use crate::scopes::Catalogue;
 use crate::settings::Settings;
@@ -19,6 +22,12 @@ pub struct Cx<S> {
     pub sealer: Arc<Sealer>,
     /// HMAC key for CSRF tokens, shared by all replicas through the database.
     pub csrf_key: Arc<[u8; 32]>,
+    /// API key uses waiting to be written (see [`crate::api_keys::UsageRecorder`]).
+    pub usage: Arc<UsageRecorder>,
+    /// Per-key request budgets.
+    pub limiter: Arc<RateLimiter>,
+    /// Cached signing keys of external issuers trusted for token exchange.
+    pub issuer_keys: Arc<IssuerKeys>,
 }
 
 impl<S: Clone> Clone for Cx<S> {
@@ -31,6 +40,9 @@ impl<S: Clone> Clone for Cx<S> {
             keys: self.keys.clone(),
             sealer: self.sealer.clone(),
             csrf_key: self.csrf_key.clone(),
+            usage: self.usage.clone(),
+            limiter: self.limiter.clone(),
+            issuer_keys: self.issuer_keys.clone(),
         }
     }
 }
@@ -57,6 +69,9 @@ impl<S: Store> Cx<S> {
             keys,
             sealer,
             csrf_key: Arc::new(csrf_key),
+            usage: Arc::default(),
+            limiter: Arc::default(),
+            issuer_keys: Arc::default(),
         })
     }
 
@@ -78,6 +93,34 @@ impl<S: Store> Cx<S> {
                 }
             }
         })
+    }
+}
+
+impl<S: Store> Cx<S> {
+    /// The administrative operations, acting with this context's store, clock and settings.
+    pub fn admin(&self) -> Admin<S> {
+        Admin::new(self.store.clone(), self.clock.clone(), self.catalogue.clone(), self.sealer.clone())
+            .with_key_environment(self.settings.key_environment)
+    }
+
+    /// Writes recorded API key uses every [`crate::api_keys::USAGE_FLUSH_EVERY`].
+    pub fn spawn_usage_flusher(&self) -> tokio::task::JoinHandle<()> {
+        let cx = self.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(crate::api_keys::USAGE_FLUSH_EVERY);
+            every.tick().await;
+            loop {
+                every.tick().await;
+                cx.flush_usage().await;
+            }
+        })
+    }
+
+    /// Writes recorded API key uses now (also done at shutdown).
+    pub async fn flush_usage(&self) {
+        if let Err(e) = self.usage.flush(&self.store).await {
+            tracing::error!(error = %e, "writing API key usage failed; will retry");
+        }
     }
 }
 

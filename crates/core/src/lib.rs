@@ -12,6 +12,13 @@
 //! - [`scopes`]: the scope catalogue (built-in messaging-CRM default, replaceable by a file).
 //! - [`admin`]: workspaces, users, members, clients, grants and signing keys, as used by the CLI.
 //! - [`account`]: a signed-in user's own grants, and withdrawing consent.
+//! - [`api_keys`]: scoped API keys (create, rotate with grace, revoke, authenticate), batched
+//!   usage records, per-key rate limits.
+//! - [`bundles`]: named scope lists expanded into credentials at creation.
+//! - [`service_tokens`]: 5–60 minute tokens, never stored, every mint recorded.
+//! - [`federation`]: trust policies and verification of external OIDC tokens for RFC 8693
+//!   exchange (the grant itself is [`oauth::grants::token_exchange`]).
+//! - [`events`]: who did what ([`events::Actor`]), recorded per workspace.
 //!
 //! # Decisions
 //! - OAuth endpoints speak only [`portcullis_proto::OAuthError`]; internal failures are logged
@@ -23,14 +30,25 @@
 
 pub mod account;
 pub mod admin;
+pub mod api_keys;
+pub mod bundles;
 pub mod context;
 pub mod csrf;
+pub mod events;
+pub mod federation;
 pub mod keys;
 pub mod oauth;
 pub mod passwords;
 pub mod scopes;
+pub mod service_tokens;
 pub mod sessions;
 pub mod settings;
 
 pub use context::Cx;
 pub use settings::Settings;
+
+/// RFC 3339 at whole seconds (the precision times are stored with), for JSON views.
+pub fn rfc3339(t: time::OffsetDateTime) -> String {
+    use time::format_description::well_known::Rfc3339;
+    t.replace_nanosecond(0).unwrap_or(t).format(&Rfc3339).unwrap_or_default()
+}

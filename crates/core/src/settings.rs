@@ -1,5 +1,7 @@
 //! Protocol settings the core needs (the server crate builds them from flags, env and file).
 
+use portcullis_domain::KeyEnvironment;
+use portcullis_domain::api_key::IpNet;
 use time::Duration;
 
 #[derive(Clone, Debug)]
@@ -22,6 +24,11 @@ pub struct Settings {
     pub device_poll_interval: Duration,
     /// How long a rotated-in signing key is published before it starts signing.
     pub signing_key_activation_delay: Duration,
+    /// Which API keys this deployment issues and accepts (`pcl_live_…` or `pcl_test_…`).
+    pub key_environment: KeyEnvironment,
+    /// Proxies whose `X-Forwarded-For` is believed when finding a caller's address (for API key
+    /// CIDR allowlists and usage records). Empty: the TCP peer is the caller.
+    pub trusted_proxies: Vec<IpNet>,
 }
 
 /// The longest overlap window a client may have for concurrent refreshes.
@@ -52,6 +59,8 @@ impl Settings {
             device_code_ttl: Duration::minutes(10),
             device_poll_interval: Duration::seconds(5),
             signing_key_activation_delay: Duration::minutes(10),
+            key_environment: KeyEnvironment::Live,
+            trusted_proxies: Vec::new(),
         }
     }
 

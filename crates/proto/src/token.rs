@@ -16,12 +16,23 @@ pub enum TokenRequest {
     ClientCredentials { scope: Option<String> },
     /// RFC 8628 §3.4.
     DeviceCode { device_code: String },
+    /// RFC 8693 §2.1.
+    TokenExchange {
+        subject_token: String,
+        subject_token_type: String,
+        requested_token_type: Option<String>,
+        scope: Option<String>,
+        audience: Option<String>,
+        resource: Option<String>,
+        actor_token: Option<String>,
+    },
 }
 
 pub const GRANT_AUTHORIZATION_CODE: &str = "authorization_code";
 pub const GRANT_REFRESH_TOKEN: &str = "refresh_token";
 pub const GRANT_CLIENT_CREDENTIALS: &str = "client_credentials";
 pub const GRANT_DEVICE_CODE: &str = "urn:ietf:params:oauth:grant-type:device_code";
+pub const GRANT_TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 
 impl TokenRequest {
     /// Parses the grant-specific part of a token request body. Client credentials are parsed
@@ -43,6 +54,15 @@ impl TokenRequest {
                 Ok(Self::ClientCredentials { scope: p.get("scope").map(str::to_owned) })
             }
             GRANT_DEVICE_CODE => Ok(Self::DeviceCode { device_code: p.require("device_code")?.to_owned() }),
+            GRANT_TOKEN_EXCHANGE => Ok(Self::TokenExchange {
+                subject_token: p.require("subject_token")?.to_owned(),
+                subject_token_type: p.require("subject_token_type")?.to_owned(),
+                requested_token_type: p.get("requested_token_type").map(str::to_owned),
+                scope: p.get("scope").map(str::to_owned),
+                audience: p.get("audience").map(str::to_owned),
+                resource: p.get("resource").map(str::to_owned),
+                actor_token: p.get("actor_token").map(str::to_owned),
+            }),
             other => Err(OAuthError::new(
                 ErrorCode::UnsupportedGrantType,
                 format!("grant_type {} is not supported", truncate(other, 80)),
@@ -56,6 +76,7 @@ impl TokenRequest {
             Self::RefreshToken { .. } => GRANT_REFRESH_TOKEN,
             Self::ClientCredentials { .. } => GRANT_CLIENT_CREDENTIALS,
             Self::DeviceCode { .. } => GRANT_DEVICE_CODE,
+            Self::TokenExchange { .. } => GRANT_TOKEN_EXCHANGE,
         }
     }
 }
@@ -89,6 +110,9 @@ pub struct TokenResponse {
     pub refresh_token: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub id_token: Option<String>,
+    /// RFC 8693 §2.2.1: the type of the issued token, in token-exchange responses.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub issued_token_type: Option<&'static str>,
 }
 
 /// Never print tokens.

@@ -39,6 +39,9 @@ pub struct Introspection {
     pub workspace_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub grant_id: Option<String>,
+    /// `service` for service tokens.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_use: Option<String>,
 }
 
 impl Introspection {
@@ -75,6 +78,7 @@ pub async fn introspect<S: Store>(
                 jti: Some(c.jti),
                 workspace_id: Some(c.workspace_id),
                 grant_id: c.grant_id,
+                token_use: c.token_use,
             })
         }
         Err(e) if e.code == portcullis_proto::ErrorCode::ServerError => Err(e),
@@ -125,5 +129,6 @@ async fn refresh<S: Store>(cx: &Cx<S>, token: &str) -> Result<Introspection, OAu
         jti: None,
         workspace_id: Some(family.workspace_id.to_string()),
         grant_id: Some(grant_id.to_string()),
+        token_use: None,
     })
 }

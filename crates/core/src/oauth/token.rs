@@ -4,14 +4,51 @@
 use super::client_auth;
 use super::grants;
 use crate::context::Cx;
+use portcullis_proto::token::GRANT_TOKEN_EXCHANGE;
 use portcullis_proto::{ClientAuth, OAuthError, TokenRequest, TokenResponse};
+use std::net::IpAddr;
 use portcullis_store::Store;
 
+/// `auth` is `None` when the request carried no client credentials at all: allowed only for
+/// token exchange (workload federation), where the subject token is the credential.
 pub async fn exchange<S: Store>(
     cx: &Cx<S>,
-    auth: ClientAuth,
+    auth: Option<ClientAuth>,
     req: TokenRequest,
+    ip: Option<IpAddr>,
 ) -> Result<TokenResponse, OAuthError> {
+    if let TokenRequest::TokenExchange {
+        subject_token,
+        subject_token_type,
+        requested_token_type,
+        scope,
+        audience,
+        resource,
+        actor_token,
+    } = req
+    {
+        // A client that does authenticate must be registered for the grant.
+        if let Some(auth) = &auth {
+            let client = client_auth::authenticate(cx, auth).await?;
+            if !client.allows_grant(GRANT_TOKEN_EXCHANGE) {
+                return Err(OAuthError::unauthorized_client(
+                    "this client may not use the token-exchange grant",
+                ));
+            }
+        }
+        let p = grants::token_exchange::Params {
+            subject_token,
+            subject_token_type,
+            requested_token_type,
+            scope,
+            audience,
+            resource,
+            actor_token,
+            ip,
+        };
+        return grants::token_exchange::exchange(cx, p).await;
+    }
+    let auth = auth.ok_or_else(|| OAuthError::invalid_client("client authentication is required"))?;
     let client = client_auth::authenticate(cx, &auth).await?;
     // A refresh token issued because `offline_access` was granted may be used even by a client
     // not registered for the refresh grant (the grant module still checks the token's binding).
@@ -46,5 +83,6 @@ pub async fn exchange<S: Store>(
         TokenRequest::DeviceCode { device_code } => {
             grants::device_code::exchange(cx, &client, grants::device_code::Params { device_code }).await
         }
+        TokenRequest::TokenExchange { .. } => unreachable!("handled above: it needs no client"),
     }
 }

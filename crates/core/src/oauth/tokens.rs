@@ -16,7 +16,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use portcullis_domain::secret::prefix;
 use portcullis_domain::{
-    ClientId, FamilyId, GrantId, ScopeSet, TokenHash, UserId, WorkspaceId, random_token,
+    ApiKeyId, ClientId, TrustPolicyId, FamilyId, GrantId, ScopeSet, TokenHash, UserId, WorkspaceId, random_token,
 };
 use portcullis_proto::{ErrorCode, OAuthError, TokenResponse};
 use portcullis_store::{Client, RefreshToken, Store, TokenFamily, User};
@@ -47,6 +47,12 @@ pub struct AccessClaims {
     pub family_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth_time: Option<i64>,
+    /// `service` for service tokens (absent on OAuth access tokens).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_use: Option<String>,
+    /// For service tokens: `cli`, the API key id or the trust policy id that minted it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub minted_by: Option<String>,
 }
 
 /// Claims of ID tokens (OpenID Connect Core §2, §5.1).
@@ -110,6 +116,8 @@ pub fn mint_user_tokens<S: Store>(cx: &Cx<S>, t: UserTokens<'_>) -> Result<Minte
         grant_id: Some(t.grant_id.to_string()),
         family_id: Some(t.family.id.to_string()),
         auth_time: Some(t.auth_time.unix_timestamp()),
+        token_use: None,
+        minted_by: None,
     };
     let access_token = cx.keys.sign(ACCESS_TOKEN_TYP, &claims, now).map_err(internal)?;
 
@@ -158,6 +166,7 @@ pub fn mint_user_tokens<S: Store>(cx: &Cx<S>, t: UserTokens<'_>) -> Result<Minte
             scope: Some(claims.scope),
             refresh_token,
             id_token,
+            issued_token_type: None,
         },
         refresh,
     })
@@ -194,6 +203,8 @@ pub fn mint_client_token<S: Store>(
         grant_id: None,
         family_id: None,
         auth_time: None,
+        token_use: None,
+        minted_by: None,
     };
     Ok(TokenResponse {
         access_token: cx.keys.sign(ACCESS_TOKEN_TYP, &claims, now).map_err(internal)?,
@@ -202,6 +213,7 @@ pub fn mint_client_token<S: Store>(
         scope: Some(claims.scope),
         refresh_token: None,
         id_token: None,
+        issued_token_type: None,
     })
 }
 
@@ -212,7 +224,7 @@ fn at_hash(access_token: &str) -> String {
 }
 
 /// A unique token id (`jti`): 128 random bits.
-fn new_jti() -> String {
+pub(crate) fn new_jti() -> String {
     portcullis_domain::secret::random_id(16)
 }
 
@@ -256,6 +268,10 @@ pub async fn check_access_token<S: Store>(cx: &Cx<S>, token: &str) -> Result<Liv
     }
     let mut scopes = ScopeSet::parse(&claims.scope).map_err(|_| invalid("the access token is invalid"))?;
 
+    if claims.token_use.as_deref() == Some(crate::service_tokens::TOKEN_USE) {
+        return check_service_token(cx, claims, scopes).await;
+    }
+
     let client =
         cx.store.client_by_id(&ClientId::from_string(claims.client_id.as_str())).await.map_err(internal)?;
     if client.is_none_or(|c| c.is_revoked()) {
@@ -288,4 +304,35 @@ pub async fn check_access_token<S: Store>(cx: &Cx<S>, token: &str) -> Result<Liv
         user_id = Some(uid);
     }
     Ok(LiveAccess { claims, scopes, user_id })
+}
+
+/// The live part of checking a service token: not revoked by `jti`, and the credential that
+/// minted it (API key or trust policy) still exists and is active.
+async fn check_service_token<S: Store>(
+    cx: &Cx<S>,
+    claims: AccessClaims,
+    scopes: ScopeSet,
+) -> Result<LiveAccess, OAuthError> {
+    let invalid = |why: &'static str| OAuthError::new(ErrorCode::InvalidToken, why);
+    if cx.store.access_token_revoked(&claims.jti).await.map_err(internal)? {
+        return Err(invalid("the service token was revoked"));
+    }
+    let minted_by = claims.minted_by.as_deref().unwrap_or_default();
+    let live = if minted_by == "cli" {
+        true
+    } else if minted_by.starts_with(ApiKeyId::PREFIX) {
+        crate::api_keys::key_is_live(cx, &ApiKeyId::from_string(minted_by)).await.map_err(internal)?
+    } else if minted_by.starts_with(TrustPolicyId::PREFIX) {
+        cx.store
+            .trust_policy_by_id(&TrustPolicyId::from_string(minted_by))
+            .await
+            .map_err(internal)?
+            .is_some_and(|p| p.workspace_id.as_str() == claims.workspace_id)
+    } else {
+        false
+    };
+    if !live {
+        return Err(invalid("the credential that minted this service token was revoked"));
+    }
+    Ok(LiveAccess { claims, scopes, user_id: None })
 }

@@ -158,6 +158,7 @@ async fn reuse<S: Store>(
                 scope: k.scope,
                 refresh_token: k.refresh_token,
                 id_token: None,
+                issued_token_type: None,
             });
         }
     }
