@@ -7,11 +7,12 @@ use crate::scopes::Catalogue;
 use crate::settings::MAX_REFRESH_OVERLAP;
 use portcullis_domain::secret::prefix;
 use portcullis_domain::{
-    ClientId, Clock, Email, GrantId, KeyEnvironment, RedirectUri, ScopeSet, Slug, TokenHash, UserId, WorkspaceId,
-    random_token,
+    ClientId, Clock, Email, GrantId, KeyEnvironment, RedirectUri, ScopeSet, Slug, TokenHash, UserId,
+    WorkspaceId, random_token,
 };
 use portcullis_proto::token::{
     GRANT_AUTHORIZATION_CODE, GRANT_CLIENT_CREDENTIALS, GRANT_DEVICE_CODE, GRANT_REFRESH_TOKEN,
+    GRANT_TOKEN_EXCHANGE,
 };
 use portcullis_store::{
     Client, Grant, GrantFilter, Membership, MembershipWrite, SigningKey, Store, StoreError, User, Workspace,
@@ -46,8 +47,13 @@ impl From<StoreError> for AdminError {
 }
 
 /// Grant types a client may be registered with (those the token endpoint implements).
-pub const SUPPORTED_GRANT_TYPES: &[&str] =
-    &[GRANT_AUTHORIZATION_CODE, GRANT_REFRESH_TOKEN, GRANT_CLIENT_CREDENTIALS, GRANT_DEVICE_CODE];
+pub const SUPPORTED_GRANT_TYPES: &[&str] = &[
+    GRANT_AUTHORIZATION_CODE,
+    GRANT_REFRESH_TOKEN,
+    GRANT_CLIENT_CREDENTIALS,
+    GRANT_DEVICE_CODE,
+    GRANT_TOKEN_EXCHANGE,
+];
 
 /// The longest grace period of a rotated client secret.
 pub const MAX_SECRET_GRACE: Duration = Duration::days(30);
@@ -64,6 +70,8 @@ pub struct NewClient {
     pub workspace: Option<String>,
     /// Overlap window for concurrent refreshes (0–60 s).
     pub refresh_overlap: Option<Duration>,
+    /// A scope bundle of `workspace` whose scopes are added to `scope`.
+    pub bundle: Option<String>,
 }
 
 /// A created client; the secret (confidential clients only) exists only in this value.
@@ -273,7 +281,16 @@ impl<S: Store> Admin<S> {
             ));
         }
 
-        let scopes = self.catalogue.parse_known(&req.scope).map_err(AdminError::Invalid)?;
+        let mut scopes = self.catalogue.parse_known(&req.scope).map_err(AdminError::Invalid)?;
+        if let Some(bundle) = &req.bundle {
+            let Some(slug) = &req.workspace else {
+                return Err(AdminError::Invalid(
+                    "--bundle needs --workspace: bundles belong to a workspace".into(),
+                ));
+            };
+            let ws = self.workspace(slug).await?;
+            scopes = scopes.union(&self.bundle(&ws, bundle).await?.scopes);
+        }
         if scopes.is_empty() {
             return Err(AdminError::Invalid("a client needs at least one scope (--scope)".into()));
         }

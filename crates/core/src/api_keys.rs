@@ -264,28 +264,53 @@ impl<S: Store> Admin<S> {
             return Err(AdminError::Conflict(format!("API key {id:?} was revoked meanwhile")));
         }
         let detail = json!({ "grace_seconds": grace.whole_seconds(), "prefix": secret.display_prefix() });
-        events::record(&self.store, now, &key.workspace_id, actor, "api_key.rotated", Some(key.id.as_str()), detail)
-            .await?;
+        events::record(
+            &self.store,
+            now,
+            &key.workspace_id,
+            actor,
+            "api_key.rotated",
+            Some(key.id.as_str()),
+            detail,
+        )
+        .await?;
         tracing::info!(event = "api_key_rotated", key_id = %key.id, grace_seconds = grace.whole_seconds(), "API key rotated");
         Ok(IssuedKey { key: self.key(id, ws).await?, secret })
     }
 
     /// Revokes a key at once (every secret of it, and every service token it minted).
-    pub async fn revoke_key(&self, actor: &Actor, id: &str, ws: Option<&Workspace>) -> Result<ApiKey, AdminError> {
+    pub async fn revoke_key(
+        &self,
+        actor: &Actor,
+        id: &str,
+        ws: Option<&Workspace>,
+    ) -> Result<ApiKey, AdminError> {
         let now = self.clock.now();
         let key = self.key(id, ws).await?;
         if !self.store.revoke_api_key(&key.id, now).await? {
             return Err(AdminError::Conflict(format!("API key {id:?} is already revoked")));
         }
-        events::record(&self.store, now, &key.workspace_id, actor, "api_key.revoked", Some(key.id.as_str()), json!({}))
-            .await?;
+        events::record(
+            &self.store,
+            now,
+            &key.workspace_id,
+            actor,
+            "api_key.revoked",
+            Some(key.id.as_str()),
+            json!({}),
+        )
+        .await?;
         tracing::info!(event = "api_key_revoked", key_id = %key.id, "API key revoked");
         self.key(id, ws).await
     }
 
     /// Scopes a key, service token or trust policy may carry: known, explicit, not identity
     /// scopes, at least one, and (for a credential creating another) within its own scopes.
-    pub fn check_credential_scopes(&self, scopes: &ScopeSet, ceiling: Option<&ScopeSet>) -> Result<(), AdminError> {
+    pub fn check_credential_scopes(
+        &self,
+        scopes: &ScopeSet,
+        ceiling: Option<&ScopeSet>,
+    ) -> Result<(), AdminError> {
         if scopes.is_empty() {
             return Err(AdminError::Invalid("at least one scope is needed (--scope or --bundle)".into()));
         }
@@ -295,7 +320,8 @@ impl<S: Store> Admin<S> {
             )));
         }
         if let Some(max) = ceiling {
-            let beyond: Vec<String> = scopes.iter().filter(|s| !max.contains(s.as_str())).map(|s| s.to_string()).collect();
+            let beyond: Vec<String> =
+                scopes.iter().filter(|s| !max.contains(s.as_str())).map(|s| s.to_string()).collect();
             if !beyond.is_empty() {
                 return Err(AdminError::Forbidden(format!(
                     "the calling credential does not hold {}, so it cannot hand it out",
@@ -338,7 +364,11 @@ impl From<StoreError> for KeyRejection {
 
 /// Checks a presented API key: format and checksum (no lookup), environment, then the stored key
 /// by hash, its state, which secret matched, and the caller's address. Records the use.
-pub async fn authenticate_key<S: Store>(cx: &Cx<S>, presented: &str, ip: IpAddr) -> Result<ApiKey, KeyRejection> {
+pub async fn authenticate_key<S: Store>(
+    cx: &Cx<S>,
+    presented: &str,
+    ip: IpAddr,
+) -> Result<ApiKey, KeyRejection> {
     let secret = ApiKeySecret::parse(presented).map_err(KeyRejection::Malformed)?;
     if secret.environment() != cx.settings.key_environment {
         return Err(KeyRejection::WrongEnvironment(secret.environment().as_str()));

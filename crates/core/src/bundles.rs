@@ -71,12 +71,23 @@ impl<S: Store> Admin<S> {
         match self.store.insert_bundle(&b).await {
             Ok(()) => {}
             Err(StoreError::Duplicate(_)) => {
-                return Err(AdminError::Conflict(format!("workspace {} already has a bundle {name:?}", ws.slug)));
+                return Err(AdminError::Conflict(format!(
+                    "workspace {} already has a bundle {name:?}",
+                    ws.slug
+                )));
             }
             Err(e) => return Err(e.into()),
         }
-        events::record(&self.store, now, &ws.id, actor, "bundle.created", Some(name), json!({ "scopes": b.scopes }))
-            .await?;
+        events::record(
+            &self.store,
+            now,
+            &ws.id,
+            actor,
+            "bundle.created",
+            Some(name),
+            json!({ "scopes": b.scopes }),
+        )
+        .await?;
         Ok(b)
     }
 
@@ -117,8 +128,16 @@ impl<S: Store> Admin<S> {
         if !self.store.update_bundle(&b).await? {
             return Err(AdminError::NotFound(format!("workspace {} has no bundle {name:?}", ws.slug)));
         }
-        events::record(&self.store, now, &ws.id, actor, "bundle.updated", Some(name), json!({ "scopes": b.scopes }))
-            .await?;
+        events::record(
+            &self.store,
+            now,
+            &ws.id,
+            actor,
+            "bundle.updated",
+            Some(name),
+            json!({ "scopes": b.scopes }),
+        )
+        .await?;
         Ok(b)
     }
 

@@ -125,12 +125,14 @@ impl<S: Store> Admin<S> {
         }
         let mut claims: Vec<(String, String)> = Vec::new();
         for c in &req.claims {
-            let (k, v) = c
-                .split_once('=')
-                .filter(|(k, v)| !k.trim().is_empty() && !v.is_empty())
-                .ok_or_else(|| AdminError::Invalid(format!("claim condition {c:?} must look like name=pattern")))?;
+            let (k, v) =
+                c.split_once('=').filter(|(k, v)| !k.trim().is_empty() && !v.is_empty()).ok_or_else(
+                    || AdminError::Invalid(format!("claim condition {c:?} must look like name=pattern")),
+                )?;
             if ["iss", "aud", "sub", "exp", "nbf", "iat"].contains(&k.trim()) {
-                return Err(AdminError::Invalid(format!("{k} is checked by the policy itself; use --issuer, --audience or --subject")));
+                return Err(AdminError::Invalid(format!(
+                    "{k} is checked by the policy itself; use --issuer, --audience or --subject"
+                )));
             }
             claims.retain(|(name, _)| name != k.trim());
             claims.push((k.trim().to_owned(), v.to_owned()));
@@ -154,7 +156,8 @@ impl<S: Store> Admin<S> {
         };
         self.store.insert_trust_policy(&p).await?;
         let detail = json!({ "issuer": p.issuer, "subject": p.subject, "scopes": p.scopes });
-        events::record(&self.store, now, &ws.id, actor, "trust_policy.created", Some(p.id.as_str()), detail).await?;
+        events::record(&self.store, now, &ws.id, actor, "trust_policy.created", Some(p.id.as_str()), detail)
+            .await?;
         Ok(p)
     }
 
@@ -171,13 +174,26 @@ impl<S: Store> Admin<S> {
     }
 
     /// Deletes a policy; service tokens it issued stop working at once.
-    pub async fn delete_trust_policy(&self, actor: &Actor, id: &str, ws: Option<&Workspace>) -> Result<TrustPolicy, AdminError> {
+    pub async fn delete_trust_policy(
+        &self,
+        actor: &Actor,
+        id: &str,
+        ws: Option<&Workspace>,
+    ) -> Result<TrustPolicy, AdminError> {
         let p = self.trust_policy(id, ws).await?;
         if !self.store.delete_trust_policy(&p.id).await? {
             return Err(AdminError::NotFound(format!("trust policy {id:?} does not exist")));
         }
-        events::record(&self.store, self.clock.now(), &p.workspace_id, actor, "trust_policy.deleted", Some(p.id.as_str()), json!({}))
-            .await?;
+        events::record(
+            &self.store,
+            self.clock.now(),
+            &p.workspace_id,
+            actor,
+            "trust_policy.deleted",
+            Some(p.id.as_str()),
+            json!({}),
+        )
+        .await?;
         Ok(p)
     }
 }
@@ -228,10 +244,9 @@ pub fn policy_admits(policy: &TrustPolicy, claims: &Map<String, Value>) -> bool 
     let sub_ok = claims.get("sub").and_then(Value::as_str).is_some_and(|s| matches(&policy.subject, s));
     aud_ok
         && sub_ok
-        && policy
-            .claims
-            .iter()
-            .all(|(name, pattern)| claims.get(name).and_then(claim_text).is_some_and(|v| matches(pattern, &v)))
+        && policy.claims.iter().all(|(name, pattern)| {
+            claims.get(name).and_then(claim_text).is_some_and(|v| matches(pattern, &v))
+        })
 }
 
 /// Why an external token was not accepted. Safe to show the caller.
@@ -300,12 +315,18 @@ impl IssuerKeys {
         if doc.get("issuer").and_then(Value::as_str) != Some(issuer) {
             return Err(format!("{discovery} names another issuer"));
         }
-        let jwks_uri = doc.get("jwks_uri").and_then(Value::as_str).ok_or(format!("{discovery} has no jwks_uri"))?;
+        let jwks_uri =
+            doc.get("jwks_uri").and_then(Value::as_str).ok_or(format!("{discovery} has no jwks_uri"))?;
         serde_json::from_value(self.get_json(jwks_uri).await?).map_err(|e| format!("{jwks_uri}: {e}"))
     }
 
     /// The issuer's key `kid`, from the cache or freshly fetched.
-    async fn key(&self, issuer: &str, kid: Option<&str>, now: OffsetDateTime) -> Result<Jwk, ExternalTokenError> {
+    async fn key(
+        &self,
+        issuer: &str,
+        kid: Option<&str>,
+        now: OffsetDateTime,
+    ) -> Result<Jwk, ExternalTokenError> {
         let find = |set: &JwkSet| -> Option<Jwk> {
             match kid {
                 Some(k) => set.find(k).cloned(),
@@ -354,7 +375,8 @@ impl IssuerKeys {
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
             .ok_or(ExternalTokenError::Malformed)?;
-        let issuer = unverified.get("iss").and_then(Value::as_str).ok_or(ExternalTokenError::Malformed)?.to_owned();
+        let issuer =
+            unverified.get("iss").and_then(Value::as_str).ok_or(ExternalTokenError::Malformed)?.to_owned();
         if !trusted(&issuer).await {
             return Err(ExternalTokenError::UntrustedIssuer);
         }
@@ -385,7 +407,8 @@ impl IssuerKeys {
         if exp + LEEWAY <= ts {
             return Err(ExternalTokenError::Expired);
         }
-        let not_before = |name: &str| claims.get(name).and_then(Value::as_i64).is_some_and(|t| t - LEEWAY > ts);
+        let not_before =
+            |name: &str| claims.get(name).and_then(Value::as_i64).is_some_and(|t| t - LEEWAY > ts);
         if not_before("nbf") || not_before("iat") {
             return Err(ExternalTokenError::NotYetValid);
         }

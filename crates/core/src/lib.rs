@@ -18,6 +18,7 @@
 //! - [`service_tokens`]: 5–60 minute tokens, never stored, every mint recorded.
 //! - [`federation`]: trust policies and verification of external OIDC tokens for RFC 8693
 //!   exchange (the grant itself is [`oauth::grants::token_exchange`]).
+//! - [`views`]: JSON views of records for the CLI and the admin API.
 //! - [`events`]: who did what ([`events::Actor`]), recorded per workspace.
 //!
 //! # Decisions
@@ -43,9 +44,20 @@ pub mod scopes;
 pub mod service_tokens;
 pub mod sessions;
 pub mod settings;
+pub mod views;
 
 pub use context::Cx;
 pub use settings::Settings;
+
+/// Parses a duration such as `15m`, `7d` or `1h 30m` (zero is `0` or `0s`).
+pub fn parse_duration(text: &str) -> Result<time::Duration, String> {
+    let t = text.trim();
+    if t == "0" {
+        return Ok(time::Duration::ZERO);
+    }
+    let d = humantime::parse_duration(t).map_err(|e| format!("{text:?} is not a duration ({e})"))?;
+    time::Duration::try_from(d).map_err(|_| format!("{text:?} is too long"))
+}
 
 /// RFC 3339 at whole seconds (the precision times are stored with), for JSON views.
 pub fn rfc3339(t: time::OffsetDateTime) -> String {

@@ -9,12 +9,16 @@
 //!   userinfo, health).
 //! - [`responses`]: OAuth JSON errors, RFC 6750 challenges, pages with security headers, 303s.
 //! - [`cookies`]: the session and CSRF cookies.
+//! - [`api`]: the admin API (`/api/v1`), its problem details and generated OpenAPI document.
+//! - [`client_ip`]: the caller's address (trusted proxies' `X-Forwarded-For`).
 //!
 //! # Decisions
 //! - Handlers read raw bodies and parse them with [`portcullis_proto::Params`], so a malformed
 //!   request is an OAuth `invalid_request`, never a framework 422.
 //! - Logs carry method, path (never the query: it can hold codes and state) and a request id.
 
+pub mod api;
+pub mod client_ip;
 pub mod cookies;
 pub mod paths;
 pub mod responses;
@@ -57,6 +61,7 @@ pub fn router<S: Store>(cx: Cx<S>) -> Router {
         .route(paths::ACCOUNT, get(browser::account_page::<S>))
         .route(paths::ACCOUNT_REVOKE, post(browser::account_revoke::<S>))
         .route(paths::USERINFO, get(meta::userinfo::<S>).post(meta::userinfo::<S>))
+        .merge(api::router::<S>())
         .with_state(cx)
         .layer(SetResponseHeaderLayer::if_not_present(
             header::X_CONTENT_TYPE_OPTIONS,

@@ -43,3 +43,26 @@ pub fn endpoints(issuer: &str) -> portcullis_core::oauth::discovery::Endpoints {
         device_authorization: url(issuer, DEVICE_AUTHORIZATION),
     }
 }
+
+/// The admin API (JSON, authenticated by API keys or service tokens). Its OpenAPI document is
+/// generated from the handlers, which name these same constants.
+pub mod api {
+    pub const OPENAPI: &str = "/api/v1/openapi.json";
+    pub const WORKSPACE: &str = "/api/v1/workspace";
+    pub const KEYS: &str = "/api/v1/keys";
+    pub const KEY: &str = "/api/v1/keys/{id}";
+    pub const KEY_ROTATE: &str = "/api/v1/keys/{id}/rotate";
+    pub const BUNDLES: &str = "/api/v1/bundles";
+    pub const BUNDLE: &str = "/api/v1/bundles/{name}";
+    pub const CLIENTS: &str = "/api/v1/clients";
+    pub const CLIENT: &str = "/api/v1/clients/{id}";
+    pub const CLIENT_ROTATE: &str = "/api/v1/clients/{id}/rotate-secret";
+    pub const GRANTS: &str = "/api/v1/grants";
+    pub const GRANT: &str = "/api/v1/grants/{id}";
+    pub const MEMBERS: &str = "/api/v1/members";
+    pub const MEMBER: &str = "/api/v1/members/{email}";
+    pub const TRUST_POLICIES: &str = "/api/v1/trust-policies";
+    pub const TRUST_POLICY: &str = "/api/v1/trust-policies/{id}";
+    pub const SERVICE_TOKENS: &str = "/api/v1/service-tokens";
+    pub const EVENTS: &str = "/api/v1/events";
+}

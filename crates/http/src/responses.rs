@@ -50,7 +50,7 @@ pub fn bearer_error(e: Option<&OAuthError>) -> Response {
 }
 
 /// RFC 6750 §3: error_description uses %x20-21 / %x23-5B / %x5D-7E only.
-fn quote_safe(s: &str) -> String {
+pub(crate) fn quote_safe(s: &str) -> String {
     s.chars().filter(|c| matches!(*c as u32, 0x20..=0x21 | 0x23..=0x5B | 0x5D..=0x7E)).collect()
 }
 

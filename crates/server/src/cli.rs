@@ -7,7 +7,12 @@ use crate::{Application, backend, shutdown_signal, with_store};
 use clap::{Parser, Subcommand};
 use portcullis_core::Cx;
 use portcullis_core::admin::{Admin, NewClient};
+use portcullis_core::api_keys::{Expiry, IssuedKeyView, KeyView, NewKey};
+use portcullis_core::bundles::BundleView;
+use portcullis_core::events::Actor;
+use portcullis_core::federation::{NewTrustPolicy, TrustPolicyView};
 use portcullis_core::keys::Sealer;
+use portcullis_core::service_tokens::{self, Mint, Via};
 use portcullis_domain::SystemClock;
 use portcullis_store::{Client, Store, Workspace};
 use secrecy::{ExposeSecret, SecretString};
@@ -51,6 +56,161 @@ pub enum Command {
     /// JWT signing keys.
     #[command(subcommand, name = "signing-key")]
     SigningKey(SigningKeyCmd),
+    /// Scoped API keys for backend integrations.
+    #[command(subcommand)]
+    Key(KeyCmd),
+    /// Named scope lists that keys, clients and service tokens can be created from.
+    #[command(subcommand)]
+    Bundle(BundleCmd),
+    /// Service tokens (5-60 minutes, never stored).
+    #[command(subcommand)]
+    Token(TokenCmd),
+    /// Workload identity federation: which external OIDC tokens may be exchanged for service
+    /// tokens (RFC 8693).
+    #[command(subcommand, name = "trust-policy")]
+    TrustPolicy(TrustPolicyCmd),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeyCmd {
+    /// Create an API key. The secret is printed once.
+    Create {
+        #[arg(long, value_name = "SLUG")]
+        workspace: String,
+        #[arg(long)]
+        name: String,
+        /// Space-separated scopes (explicit; no wildcards).
+        #[arg(long)]
+        scope: Option<String>,
+        /// Copy the scopes of this bundle (in addition to --scope).
+        #[arg(long, value_name = "NAME")]
+        bundle: Option<String>,
+        /// Only accept the key from this CIDR block (repeatable; IPv4 or IPv6).
+        #[arg(long = "allow-cidr", value_name = "CIDR")]
+        allow_cidrs: Vec<String>,
+        /// Expire after this long, e.g. 30d.
+        #[arg(long, value_name = "DURATION", conflicts_with = "expires_at")]
+        expires_in: Option<String>,
+        /// Expire at this RFC 3339 time.
+        #[arg(long, value_name = "RFC3339")]
+        expires_at: Option<String>,
+        /// Request budget, e.g. 600/min (units: s, min, hour, day).
+        #[arg(long, value_name = "N/UNIT")]
+        rate_limit: Option<String>,
+        #[arg(long)]
+        description: Option<String>,
+        /// A JSON object stored with the key (owner, ticket, …).
+        #[arg(long, value_name = "JSON")]
+        metadata: Option<String>,
+    },
+    /// List a workspace's keys (never their secrets).
+    List {
+        #[arg(long, value_name = "SLUG")]
+        workspace: String,
+    },
+    /// Show one key.
+    Show { id: String },
+    /// Issue a new secret for the key (same id); the old secret works for the grace period.
+    Rotate {
+        id: String,
+        /// How long the old secret keeps working (default 0s, at most 30d, never past expiry).
+        #[arg(long, value_name = "DURATION", default_value = "0s")]
+        grace: String,
+    },
+    /// Revoke a key at once (and every service token it minted).
+    Revoke { id: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BundleCmd {
+    /// Define a bundle.
+    Create {
+        #[arg(long, value_name = "SLUG")]
+        workspace: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        scope: String,
+        #[arg(long)]
+        description: Option<String>,
+    },
+    /// List a workspace's bundles.
+    List {
+        #[arg(long, value_name = "SLUG")]
+        workspace: String,
+    },
+    /// Replace a bundle's scopes (credentials created from it earlier keep theirs).
+    Update {
+        #[arg(long, value_name = "SLUG")]
+        workspace: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        scope: String,
+        #[arg(long)]
+        description: Option<String>,
+    },
+    /// Delete a bundle.
+    Delete {
+        #[arg(long, value_name = "SLUG")]
+        workspace: String,
+        #[arg(long)]
+        name: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TokenCmd {
+    /// Mint a service token (recorded as an event; the token itself is never stored).
+    Mint {
+        #[arg(long, value_name = "SLUG")]
+        workspace: String,
+        #[arg(long)]
+        scope: Option<String>,
+        #[arg(long, value_name = "NAME")]
+        bundle: Option<String>,
+        /// Lifetime, 5m-60m.
+        #[arg(long, value_name = "DURATION", default_value = "15m")]
+        ttl: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TrustPolicyCmd {
+    /// Trust tokens of an external OIDC issuer for a workspace.
+    Create {
+        #[arg(long, value_name = "SLUG")]
+        workspace: String,
+        #[arg(long)]
+        name: String,
+        /// The issuer (`iss`), e.g. https://token.actions.githubusercontent.com
+        #[arg(long, value_name = "URL")]
+        issuer: String,
+        /// A value the token's `aud` must contain.
+        #[arg(long)]
+        audience: String,
+        /// Pattern for `sub` (`*` matches any run of characters), e.g.
+        /// repo:acme/app:ref:refs/heads/main
+        #[arg(long, value_name = "PATTERN")]
+        subject: String,
+        /// Another claim the token must match, NAME=PATTERN (repeatable).
+        #[arg(long = "claim", value_name = "NAME=PATTERN")]
+        claims: Vec<String>,
+        #[arg(long)]
+        scope: Option<String>,
+        #[arg(long, value_name = "NAME")]
+        bundle: Option<String>,
+        /// Lifetime of the service tokens issued (5m-60m).
+        #[arg(long, value_name = "DURATION", default_value = "15m")]
+        max_ttl: String,
+    },
+    /// List a workspace's trust policies.
+    List {
+        #[arg(long, value_name = "SLUG")]
+        workspace: String,
+    },
+    /// Delete a policy; service tokens it issued stop working.
+    Delete { id: String },
 }
 
 #[derive(Subcommand, Debug)]
@@ -162,6 +322,9 @@ pub enum ClientCmd {
         /// refresh token returns the same new pair instead of counting as a replay.
         #[arg(long, value_name = "DURATION")]
         refresh_overlap: Option<String>,
+        /// Add the scopes of this bundle of --workspace.
+        #[arg(long, value_name = "NAME", requires = "workspace")]
+        bundle: Option<String>,
     },
     /// List clients.
     List,
@@ -195,7 +358,19 @@ pub async fn run(cli: Cli) -> Result<(), String> {
             let json = cli.global.json;
             let sealer = Arc::new(Sealer::new(cfg.key_encryption_key.as_ref())?);
             with_store!(backend, |store| {
-                let admin = Admin::new(store, Arc::new(SystemClock), catalogue, sealer);
+                if let Command::Token(TokenCmd::Mint { workspace, scope, bundle, ttl }) = &cmd {
+                    let cx = Cx::init(
+                        store,
+                        Arc::new(SystemClock),
+                        cfg.settings(),
+                        (*catalogue).clone(),
+                        cfg.key_encryption_key.as_ref(),
+                    )
+                    .await?;
+                    return mint_token(&cx, workspace, scope.as_deref(), bundle.as_deref(), ttl, json).await;
+                }
+                let admin = Admin::new(store, Arc::new(SystemClock), catalogue, sealer)
+                    .with_key_environment(cfg.key_environment);
                 run_admin(&admin, &cmd, json, &cfg).await
             })
         }
@@ -409,6 +584,7 @@ pub async fn run_admin<S: Store>(
             public,
             workspace,
             refresh_overlap,
+            bundle,
         }) => {
             let refresh_overlap =
                 refresh_overlap.as_deref().map(|v| parse_duration("--refresh-overlap", v)).transpose()?;
@@ -421,6 +597,7 @@ pub async fn run_admin<S: Store>(
                     public: *public,
                     workspace: workspace.clone(),
                     refresh_overlap,
+                    bundle: bundle.clone(),
                 })
                 .await
                 .map_err(e)?;
@@ -546,6 +723,10 @@ pub async fn run_admin<S: Store>(
                 .join("\n");
             emit(json, json!({ "signing_keys": v }), human);
         }
+        Command::Key(k) => key_command(admin, k, json).await?,
+        Command::Bundle(b) => bundle_command(admin, b, json).await?,
+        Command::TrustPolicy(t) => trust_command(admin, t, json).await?,
+        Command::Token(_) => unreachable!("token mint is handled by run: it needs the signing keys"),
         Command::Client(ClientCmd::List) => {
             let cs = admin.list_clients().await.map_err(e)?;
             let human = if cs.is_empty() {
@@ -567,5 +748,245 @@ pub async fn run_admin<S: Store>(
             emit(json, json!({ "clients": v }), human);
         }
     }
+    Ok(())
+}
+
+fn key_line(k: &KeyView) -> String {
+    format!("{:<38} {:<24} {:<8} {}…  {}", k.id, k.name, k.status, k.prefix, k.scopes.join(" "))
+}
+
+fn issued_human(verb: &str, k: &IssuedKeyView) -> String {
+    let mut h = format!(
+        "{verb} API key {} ({})\n  scopes: {}\n  secret: {}",
+        k.key.id,
+        k.key.name,
+        k.key.scopes.join(" "),
+        k.secret
+    );
+    if let Some(until) = &k.key.previous_secret_expires_at {
+        h.push_str(&format!("\n  the previous secret works until {until}"));
+    }
+    h.push_str("\nStore the secret now: it is shown only once and cannot be recovered.");
+    h
+}
+
+async fn key_command<S: Store>(admin: &Admin<S>, cmd: &KeyCmd, json: bool) -> Result<(), String> {
+    let e = |e: portcullis_core::admin::AdminError| e.to_string();
+    let cli = Actor::cli();
+    let now = admin.clock.now();
+    match cmd {
+        KeyCmd::Create {
+            workspace,
+            name,
+            scope,
+            bundle,
+            allow_cidrs,
+            expires_in,
+            expires_at,
+            rate_limit,
+            description,
+            metadata,
+        } => {
+            let ws = admin.workspace(workspace).await.map_err(e)?;
+            let expires = match (expires_in, expires_at) {
+                (Some(d), _) => Some(Expiry::In(parse_duration("--expires-in", d)?)),
+                (None, Some(t)) => Some(Expiry::At(
+                    time::OffsetDateTime::parse(t, &Rfc3339)
+                        .map_err(|_| format!("--expires-at {t:?} is not an RFC 3339 time"))?,
+                )),
+                (None, None) => None,
+            };
+            let metadata = metadata
+                .as_deref()
+                .map(serde_json::from_str::<Value>)
+                .transpose()
+                .map_err(|e| format!("--metadata is not JSON: {e}"))?;
+            let req = NewKey {
+                name: name.clone(),
+                description: description.clone(),
+                metadata,
+                scope: scope.clone(),
+                bundle: bundle.clone(),
+                allow_cidrs: allow_cidrs.clone(),
+                expires,
+                rate_limit: rate_limit.clone(),
+            };
+            let issued = admin.create_key(&cli, &ws, req, None).await.map_err(e)?.view(now);
+            emit(json, json!(issued), issued_human("Created", &issued));
+        }
+        KeyCmd::List { workspace } => {
+            let ws = admin.workspace(workspace).await.map_err(e)?;
+            let keys: Vec<KeyView> =
+                admin.list_keys(&ws).await.map_err(e)?.iter().map(|k| KeyView::of(k, now)).collect();
+            let human = if keys.is_empty() {
+                format!("No API keys in {}.", ws.slug)
+            } else {
+                keys.iter().map(key_line).collect::<Vec<_>>().join("\n")
+            };
+            emit(json, json!({ "keys": keys }), human);
+        }
+        KeyCmd::Show { id } => {
+            let k = KeyView::of(&admin.key(id, None).await.map_err(e)?, now);
+            let human = format!(
+                "{}\n  cidrs: {}\n  rate limit: {}\n  expires: {}\n  last used: {} from {}",
+                key_line(&k),
+                if k.allowed_cidrs.is_empty() { "any".into() } else { k.allowed_cidrs.join(" ") },
+                k.rate_limit.as_deref().unwrap_or("none"),
+                k.expires_at.as_deref().unwrap_or("never"),
+                k.last_used_at.as_deref().unwrap_or("never"),
+                k.last_used_ip.as_deref().unwrap_or("-"),
+            );
+            emit(json, json!(k), human);
+        }
+        KeyCmd::Rotate { id, grace } => {
+            let grace = parse_duration("--grace", grace)?;
+            let issued = admin.rotate_key(&cli, id, None, grace).await.map_err(e)?.view(now);
+            emit(json, json!(issued), issued_human("Rotated", &issued));
+        }
+        KeyCmd::Revoke { id } => {
+            let k = KeyView::of(&admin.revoke_key(&cli, id, None).await.map_err(e)?, now);
+            emit(json, json!(k), format!("Revoked API key {} ({}); it stops working now", k.id, k.name));
+        }
+    }
+    Ok(())
+}
+
+async fn bundle_command<S: Store>(admin: &Admin<S>, cmd: &BundleCmd, json: bool) -> Result<(), String> {
+    let e = |e: portcullis_core::admin::AdminError| e.to_string();
+    let cli = Actor::cli();
+    let line = |b: &BundleView| format!("{:<32} {}", b.name, b.scopes.join(" "));
+    match cmd {
+        BundleCmd::Create { workspace, name, scope, description } => {
+            let ws = admin.workspace(workspace).await.map_err(e)?;
+            let b = BundleView::from(
+                &admin
+                    .create_bundle(&cli, &ws, name, scope, description.as_deref(), None)
+                    .await
+                    .map_err(e)?,
+            );
+            emit(json, json!(b), format!("Created bundle {}", line(&b)));
+        }
+        BundleCmd::List { workspace } => {
+            let ws = admin.workspace(workspace).await.map_err(e)?;
+            let bs: Vec<BundleView> =
+                admin.list_bundles(&ws).await.map_err(e)?.iter().map(BundleView::from).collect();
+            let human = if bs.is_empty() {
+                format!("No bundles in {}.", ws.slug)
+            } else {
+                bs.iter().map(line).collect::<Vec<_>>().join("\n")
+            };
+            emit(json, json!({ "bundles": bs }), human);
+        }
+        BundleCmd::Update { workspace, name, scope, description } => {
+            let ws = admin.workspace(workspace).await.map_err(e)?;
+            let b = BundleView::from(
+                &admin
+                    .update_bundle(&cli, &ws, name, scope, description.as_deref(), None)
+                    .await
+                    .map_err(e)?,
+            );
+            emit(
+                json,
+                json!(b),
+                format!("Updated bundle {} (existing credentials keep their scopes)", line(&b)),
+            );
+        }
+        BundleCmd::Delete { workspace, name } => {
+            let ws = admin.workspace(workspace).await.map_err(e)?;
+            admin.delete_bundle(&cli, &ws, name).await.map_err(e)?;
+            emit(json, json!({ "deleted": name }), format!("Deleted bundle {name}"));
+        }
+    }
+    Ok(())
+}
+
+async fn trust_command<S: Store>(admin: &Admin<S>, cmd: &TrustPolicyCmd, json: bool) -> Result<(), String> {
+    let e = |e: portcullis_core::admin::AdminError| e.to_string();
+    let cli = Actor::cli();
+    let line = |p: &TrustPolicyView| {
+        format!("{:<38} {:<20} {} sub={} scopes={}", p.id, p.name, p.issuer, p.subject, p.scopes.join(" "))
+    };
+    match cmd {
+        TrustPolicyCmd::Create {
+            workspace,
+            name,
+            issuer,
+            audience,
+            subject,
+            claims,
+            scope,
+            bundle,
+            max_ttl,
+        } => {
+            let ws = admin.workspace(workspace).await.map_err(e)?;
+            let req = NewTrustPolicy {
+                name: name.clone(),
+                issuer: issuer.clone(),
+                audience: audience.clone(),
+                subject: subject.clone(),
+                claims: claims.clone(),
+                scope: scope.clone(),
+                bundle: bundle.clone(),
+                max_ttl: parse_duration("--max-ttl", max_ttl)?,
+            };
+            let p = TrustPolicyView::from(&admin.create_trust_policy(&cli, &ws, req, None).await.map_err(e)?);
+            emit(json, json!(p), format!("Created trust policy {}", line(&p)));
+        }
+        TrustPolicyCmd::List { workspace } => {
+            let ws = admin.workspace(workspace).await.map_err(e)?;
+            let ps: Vec<TrustPolicyView> =
+                admin.list_trust_policies(&ws).await.map_err(e)?.iter().map(TrustPolicyView::from).collect();
+            let human = if ps.is_empty() {
+                format!("No trust policies in {}.", ws.slug)
+            } else {
+                ps.iter().map(line).collect::<Vec<_>>().join("\n")
+            };
+            emit(json, json!({ "trust_policies": ps }), human);
+        }
+        TrustPolicyCmd::Delete { id } => {
+            let p = TrustPolicyView::from(&admin.delete_trust_policy(&cli, id, None).await.map_err(e)?);
+            emit(json, json!(p), format!("Deleted trust policy {}; its service tokens stop working", p.id));
+        }
+    }
+    Ok(())
+}
+
+/// `token mint`: needs the signing keys, so it runs with a full context.
+async fn mint_token<S: Store>(
+    cx: &Cx<S>,
+    workspace: &str,
+    scope: Option<&str>,
+    bundle: Option<&str>,
+    ttl: &str,
+    json: bool,
+) -> Result<(), String> {
+    let admin = cx.admin();
+    let e = |e: portcullis_core::admin::AdminError| e.to_string();
+    let ttl = parse_duration("--ttl", ttl)?;
+    service_tokens::check_ttl(ttl)?;
+    let ws = admin.workspace(workspace).await.map_err(e)?;
+    let (scopes, _) = admin.expand_scopes(&ws, scope, bundle).await.map_err(e)?;
+    admin.check_credential_scopes(&scopes, None).map_err(e)?;
+    let actor = Actor::cli();
+    let t = service_tokens::mint(
+        cx,
+        Mint {
+            workspace: &ws.id,
+            scopes: &scopes,
+            ttl,
+            actor: &actor,
+            via: Via::Cli,
+            subject: "cli",
+            detail: json!({}),
+        },
+    )
+    .await
+    .map_err(|e| e.description.map(|d| d.to_string()).unwrap_or_else(|| e.code.to_string()))?;
+    let scope = t.scope.clone().unwrap_or_default();
+    emit(
+        json,
+        json!({ "access_token": t.access_token, "token_type": t.token_type, "expires_in": t.expires_in, "scope": scope }),
+        t.access_token.clone(),
+    );
     Ok(())
 }

@@ -24,6 +24,10 @@ pub struct GlobalArgs {
     /// Print one JSON object on stdout instead of human-readable text.
     #[arg(long, global = true)]
     pub json: bool,
+    /// Which API keys this deployment issues and accepts: live (pcl_live_…, default) or test
+    /// (pcl_test_…).
+    #[arg(long, global = true, env = "PORTCULLIS_KEY_ENVIRONMENT", value_name = "ENV")]
+    pub key_environment: Option<String>,
 }
 
 /// Settings of `portcullis serve`.
@@ -53,6 +57,14 @@ pub struct ServeArgs {
     /// Browser session lifetime, e.g. 12h.
     #[arg(long, env = "PORTCULLIS_SESSION_TTL", value_name = "DURATION")]
     pub session_ttl: Option<String>,
+    /// A proxy (CIDR) whose X-Forwarded-For is believed (repeatable; env: comma-separated).
+    #[arg(
+        long = "trusted-proxy",
+        env = "PORTCULLIS_TRUSTED_PROXIES",
+        value_name = "CIDR",
+        value_delimiter = ','
+    )]
+    pub trusted_proxies: Vec<String>,
 }
 
 /// The TOML file. Every key is optional; unknown keys are an error (a typo must not be ignored).
@@ -71,6 +83,8 @@ pub struct FileConfig {
     pub refresh_token_absolute_ttl: Option<String>,
     pub session_ttl: Option<String>,
     pub signing_key_activation_delay: Option<String>,
+    pub key_environment: Option<String>,
+    pub trusted_proxies: Option<Vec<String>>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -96,6 +110,8 @@ pub struct Config {
     pub refresh_token_absolute_ttl: Duration,
     pub session_ttl: Duration,
     pub signing_key_activation_delay: Duration,
+    pub key_environment: portcullis_domain::KeyEnvironment,
+    pub trusted_proxies: Vec<portcullis_domain::api_key::IpNet>,
 }
 
 pub const DEFAULT_BIND: &str = "127.0.0.1:8080";
@@ -109,8 +125,7 @@ pub fn load_file(path: Option<&Path>) -> Result<FileConfig, String> {
 
 fn duration(name: &str, v: Option<String>, default: Duration) -> Result<Duration, String> {
     let Some(v) = v else { return Ok(default) };
-    let d = humantime::parse_duration(&v).map_err(|e| format!("{name}: {v:?} is not a duration ({e})"))?;
-    let d = Duration::try_from(d).map_err(|_| format!("{name}: {v:?} is too long"))?;
+    let d = portcullis_core::parse_duration(&v).map_err(|e| format!("{name}: {e}"))?;
     if d <= Duration::ZERO {
         return Err(format!("{name} must be positive"));
     }
@@ -168,7 +183,27 @@ pub fn resolve(
         file.signing_key_activation_delay,
         Duration::minutes(10),
     )?;
+    let key_environment = g
+        .key_environment
+        .clone()
+        .or(file.key_environment)
+        .map(|e| {
+            e.parse::<portcullis_domain::KeyEnvironment>().map_err(|e| format!("key_environment: {}", e.0))
+        })
+        .transpose()?
+        .unwrap_or(portcullis_domain::KeyEnvironment::Live);
+    let proxies = if s.trusted_proxies.is_empty() {
+        file.trusted_proxies.unwrap_or_default()
+    } else {
+        s.trusted_proxies.clone()
+    };
+    let trusted_proxies = proxies
+        .iter()
+        .map(|c| portcullis_domain::api_key::parse_cidr(c).map_err(|e| format!("trusted_proxies: {}", e.0)))
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(Config {
+        key_environment,
+        trusted_proxies,
         bind,
         database_url: g
             .database_url
@@ -200,6 +235,8 @@ impl Config {
         s.refresh_token_absolute_ttl = self.refresh_token_absolute_ttl;
         s.session_ttl = self.session_ttl;
         s.signing_key_activation_delay = self.signing_key_activation_delay;
+        s.key_environment = self.key_environment;
+        s.trusted_proxies = self.trusted_proxies.clone();
         s
     }
 

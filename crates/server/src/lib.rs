@@ -23,14 +23,19 @@ pub struct Application {
     listener: TcpListener,
     router: Router,
     background: Vec<tokio::task::JoinHandle<()>>,
+    /// Work to finish after the last request (writing batched API key usage).
+    on_stop: std::pin::Pin<Box<dyn Future<Output = ()> + Send>>,
 }
 
 impl Application {
     /// Wires the router for `cx` onto `listener`.
-    /// Must be called inside a Tokio runtime: it starts the background key reloader.
+    /// Must be called inside a Tokio runtime: it starts the background key reloader and the
+    /// API key usage writer.
     pub fn build<S: portcullis_store::Store>(cx: portcullis_core::Cx<S>, listener: TcpListener) -> Self {
-        let background = vec![cx.spawn_key_reloader()];
-        Self { listener, router: portcullis_http::router(cx), background }
+        let background = vec![cx.spawn_key_reloader(), cx.spawn_usage_flusher()];
+        let flush = cx.clone();
+        let on_stop = Box::pin(async move { flush.flush_usage().await });
+        Self { listener, router: portcullis_http::router(cx), background, on_stop }
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -46,6 +51,7 @@ impl Application {
         for task in self.background {
             task.abort();
         }
+        self.on_stop.await;
         served
     }
 }

@@ -6,8 +6,8 @@ use super::grants;
 use crate::context::Cx;
 use portcullis_proto::token::GRANT_TOKEN_EXCHANGE;
 use portcullis_proto::{ClientAuth, OAuthError, TokenRequest, TokenResponse};
-use std::net::IpAddr;
 use portcullis_store::Store;
+use std::net::IpAddr;
 
 /// `auth` is `None` when the request carried no client credentials at all: allowed only for
 /// token exchange (workload federation), where the subject token is the credential.

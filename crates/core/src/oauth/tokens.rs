@@ -16,7 +16,8 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use portcullis_domain::secret::prefix;
 use portcullis_domain::{
-    ApiKeyId, ClientId, TrustPolicyId, FamilyId, GrantId, ScopeSet, TokenHash, UserId, WorkspaceId, random_token,
+    ApiKeyId, ClientId, FamilyId, GrantId, ScopeSet, TokenHash, TrustPolicyId, UserId, WorkspaceId,
+    random_token,
 };
 use portcullis_proto::{ErrorCode, OAuthError, TokenResponse};
 use portcullis_store::{Client, RefreshToken, Store, TokenFamily, User};

@@ -3,10 +3,11 @@
 //! once, into core types; every failure, including a malformed request, is an RFC 6749 §5.2 JSON
 //! error with `Cache-Control: no-store`.
 
+use crate::client_ip::client_ip;
 use crate::paths;
 use crate::responses::{no_store_json, oauth_error};
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
 use base64::Engine;
@@ -15,11 +16,23 @@ use portcullis_core::Cx;
 use portcullis_core::oauth::{device, introspection, revocation, token};
 use portcullis_proto::{ClientAuth, OAuthError, Params, TokenRequest};
 use portcullis_store::Store;
+use std::net::SocketAddr;
 
 const BODY_LIMIT: usize = 64 * 1024;
 
-/// A form body and the client credentials it (and the Authorization header) carried.
+/// A form body and the client credentials it (and the Authorization header) carried; every
+/// endpoint but token exchange requires them.
 async fn client_form(headers: &HeaderMap, body: Body) -> Result<(Params, ClientAuth), OAuthError> {
+    let (params, auth) = form_and_credentials(headers, body).await?;
+    let auth = auth.ok_or_else(|| OAuthError::invalid_client("client authentication is required"))?;
+    Ok((params, auth))
+}
+
+/// A form body and the client credentials, if any were sent.
+async fn form_and_credentials(
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(Params, Option<ClientAuth>), OAuthError> {
     let form_ct = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -33,12 +46,12 @@ async fn client_form(headers: &HeaderMap, body: Body) -> Result<(Params, ClientA
         .map_err(|_| OAuthError::invalid_request("the request body is too large"))?;
     let params = Params::parse(&bytes);
     params.reject_repeated()?;
-    let auth = ClientAuth::from_parts(
-        basic_credentials(headers)?,
-        params.get("client_id"),
-        params.get("client_secret"),
-    )?;
-    Ok((params, auth))
+    let basic = basic_credentials(headers)?;
+    if basic.is_none() && params.get("client_id").is_none() && params.get("client_secret").is_none() {
+        return Ok((params, None));
+    }
+    let auth = ClientAuth::from_parts(basic, params.get("client_id"), params.get("client_secret"))?;
+    Ok((params, Some(auth)))
 }
 
 fn json_ok(v: &impl serde::Serialize) -> Response {
@@ -51,11 +64,17 @@ fn refused(endpoint: &'static str, e: OAuthError) -> Response {
 }
 
 /// `POST /oauth2/token`
-pub async fn token<S: Store>(State(cx): State<Cx<S>>, headers: HeaderMap, body: Body) -> Response {
+pub async fn token<S: Store>(
+    State(cx): State<Cx<S>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let r = async {
-        let (params, auth) = client_form(&headers, body).await?;
+        let (params, auth) = form_and_credentials(&headers, body).await?;
         let req = TokenRequest::from_params(&params)?;
-        token::exchange(&cx, auth, req).await
+        let ip = client_ip(&cx.settings.trusted_proxies, peer.ip(), &headers);
+        token::exchange(&cx, auth, req, Some(ip)).await
     }
     .await;
     match r {

@@ -64,34 +64,39 @@ pub async fn exchange<S: Store>(cx: &Cx<S>, p: Params) -> Result<TokenResponse, 
 
     let now = cx.now();
     let mut candidates: Vec<TrustPolicy> = Vec::new();
-    let store_failed = std::cell::Cell::new(false);
+    let mut store_failed = false;
     let verified = cx
         .issuer_keys
-        .verify(&p.subject_token, now, async |iss: &str| match cx.store.trust_policies_for_issuer(iss).await {
-            Ok(list) => {
-                candidates = list;
-                !candidates.is_empty()
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "loading trust policies failed");
-                store_failed.set(true);
-                false
+        .verify(&p.subject_token, now, async |iss: &str| {
+            match cx.store.trust_policies_for_issuer(iss).await {
+                Ok(list) => {
+                    candidates = list;
+                    !candidates.is_empty()
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "loading trust policies failed");
+                    store_failed = true;
+                    false
+                }
             }
         })
         .await;
-    if store_failed.get() {
+    if store_failed {
         return Err(OAuthError::server_error());
     }
     // RFC 8693 §2.2.2: an unacceptable subject token is `invalid_request`.
     let (issuer, claims) = verified.map_err(|e| match e {
-        ExternalTokenError::Unreachable => {
-            OAuthError::new(ErrorCode::TemporarilyUnavailable, "the subject token's issuer could not be reached")
-        }
+        ExternalTokenError::Unreachable => OAuthError::new(
+            ErrorCode::TemporarilyUnavailable,
+            "the subject token's issuer could not be reached",
+        ),
         other => OAuthError::invalid_request(other.to_string()),
     })?;
     let admitted: Vec<&TrustPolicy> = candidates.iter().filter(|pol| policy_admits(pol, &claims)).collect();
     let Some(first) = admitted.first() else {
-        return Err(OAuthError::invalid_request("no trust policy admits this token (audience, subject or claims differ)"));
+        return Err(OAuthError::invalid_request(
+            "no trust policy admits this token (audience, subject or claims differ)",
+        ));
     };
     if admitted.iter().any(|pol| pol.workspace_id != first.workspace_id) {
         tracing::warn!(issuer, "a token matches trust policies of several workspaces; refused");
