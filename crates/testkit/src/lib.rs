@@ -14,6 +14,9 @@
 
 use portcullis_core::Cx;
 use portcullis_core::admin::{Admin, CreatedClient, NewClient};
+use portcullis_core::api_keys::{IssuedKey, NewKey, UsageRecorder};
+use portcullis_core::events::Actor;
+use portcullis_core::federation::NewTrustPolicy;
 use portcullis_core::keys::{Keyring, Sealer};
 use portcullis_core::scopes::Catalogue;
 use portcullis_core::settings::Settings;
@@ -63,6 +66,8 @@ pub struct TestApp {
     admin_catalogue: Arc<Catalogue>,
     sealer: Arc<Sealer>,
     keys: Arc<Keyring>,
+    usage: Arc<UsageRecorder>,
+    key_environment: portcullis_domain::KeyEnvironment,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     _dir: Option<tempfile::TempDir>,
@@ -101,16 +106,18 @@ impl TestApp {
         let (tx, rx) = oneshot::channel::<()>();
         let kek = opts.key_encryption_key;
         let sealer = Arc::new(Sealer::new(kek.as_ref()).expect("kek"));
-        let (server, keys) = with_store!(&store, |s| {
+        let key_environment = settings.key_environment;
+        let (server, keys, usage) = with_store!(&store, |s| {
             let cx = Cx::init(s.clone(), Arc::new(clock.clone()), settings, catalogue.clone(), kek.as_ref())
                 .await
                 .expect("init");
             let keys = cx.keys.clone();
+            let usage = cx.usage.clone();
             let app = Application::build(cx, listener);
             let server = tokio::spawn(app.run_until(async {
                 let _ = rx.await;
             }));
-            (server, keys)
+            (server, keys, usage)
         });
         Some(Self {
             base,
@@ -120,6 +127,8 @@ impl TestApp {
             admin_catalogue: Arc::new(catalogue),
             sealer,
             keys,
+            usage,
+            key_environment,
             shutdown: Some(tx),
             server: Some(server),
             _dir: dir,
@@ -171,6 +180,45 @@ impl TestApp {
 
     fn admin<S: portcullis_store::Store>(&self, s: S) -> Admin<S> {
         Admin::new(s, Arc::new(self.clock.clone()), self.admin_catalogue.clone(), self.sealer.clone())
+            .with_key_environment(self.key_environment)
+    }
+
+    /// Creates an API key as `portcullis key create` does.
+    pub async fn create_key(&self, workspace: &str, req: NewKey) -> IssuedKey {
+        with_store!(&self.store, |s| {
+            let admin = self.admin(s.clone());
+            let ws = admin.workspace(workspace).await.expect("workspace");
+            admin.create_key(&Actor::cli(), &ws, req, None).await.expect("key")
+        })
+    }
+
+    /// A key of `workspace` with `scope`; returns the secret.
+    pub async fn api_key(&self, workspace: &str, scope: &str) -> String {
+        let req = NewKey { name: "test key".into(), scope: Some(scope.into()), ..Default::default() };
+        self.create_key(workspace, req).await.secret.expose().to_owned()
+    }
+
+    pub async fn create_bundle(&self, workspace: &str, name: &str, scope: &str) {
+        with_store!(&self.store, |s| {
+            let admin = self.admin(s.clone());
+            let ws = admin.workspace(workspace).await.expect("workspace");
+            admin.create_bundle(&Actor::cli(), &ws, name, scope, None, None).await.expect("bundle");
+        })
+    }
+
+    pub async fn create_trust_policy(&self, workspace: &str, req: NewTrustPolicy) -> String {
+        with_store!(&self.store, |s| {
+            let admin = self.admin(s.clone());
+            let ws = admin.workspace(workspace).await.expect("workspace");
+            admin.create_trust_policy(&Actor::cli(), &ws, req, None).await.expect("trust policy").id.to_string()
+        })
+    }
+
+    /// Writes the server's batched API key usage now (the server does it every 15 s).
+    pub async fn flush_key_usage(&self) {
+        with_store!(&self.store, |s| {
+            self.usage.flush(s).await.expect("flush usage");
+        })
     }
 
     /// Rotates the signing key as `portcullis signing-key rotate` does, then makes the running

@@ -1,5 +1,6 @@
 //! Integration tests: a real server on 127.0.0.1:0, driven over HTTP, on SQLite and PostgreSQL.
 
+mod api_keys;
 mod cli;
 mod device_keys;
 mod discovery;
