@@ -210,7 +210,12 @@ impl TestApp {
         with_store!(&self.store, |s| {
             let admin = self.admin(s.clone());
             let ws = admin.workspace(workspace).await.expect("workspace");
-            admin.create_trust_policy(&Actor::cli(), &ws, req, None).await.expect("trust policy").id.to_string()
+            admin
+                .create_trust_policy(&Actor::cli(), &ws, req, None)
+                .await
+                .expect("trust policy")
+                .id
+                .to_string()
         })
     }
 

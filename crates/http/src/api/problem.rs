@@ -53,14 +53,20 @@ impl Problem {
         if let Some(e) = error {
             challenge.push_str(&format!(r#", error="{e}", error_description="{}""#, quote_safe(&detail)));
         }
-        Self { challenge: Some(challenge.into()), ..Self::new(StatusCode::UNAUTHORIZED, "invalid_token", detail) }
+        Self {
+            challenge: Some(challenge.into()),
+            ..Self::new(StatusCode::UNAUTHORIZED, "invalid_token", detail)
+        }
     }
 
     /// 403 `insufficient_scope` (RFC 6750 §3.1) naming the scope needed.
     pub fn insufficient_scope(scope: &str) -> Self {
         let detail = format!("this operation needs the {scope} scope");
         let challenge = format!(r#"Bearer realm="portcullis", error="insufficient_scope", scope="{scope}""#);
-        Self { challenge: Some(challenge.into()), ..Self::new(StatusCode::FORBIDDEN, "insufficient_scope", detail) }
+        Self {
+            challenge: Some(challenge.into()),
+            ..Self::new(StatusCode::FORBIDDEN, "insufficient_scope", detail)
+        }
     }
 
     pub fn rate_limited(retry_after: i64) -> Self {

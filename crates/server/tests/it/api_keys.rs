@@ -67,12 +67,19 @@ async fn key_is_shown_once_and_verifiable_only_by_its_secret(app: TestApp) {
     assert_eq!(ws["slug"], "acme");
     // …and a well-formed key that was never issued does not.
     let forged = ApiKeySecret::generate(KeyEnvironment::Live);
-    let v = problem(get(&app, forged.expose(), "/api/v1/workspace").await, StatusCode::UNAUTHORIZED, "invalid_token")
-        .await;
+    let v = problem(
+        get(&app, forged.expose(), "/api/v1/workspace").await,
+        StatusCode::UNAUTHORIZED,
+        "invalid_token",
+    )
+    .await;
     assert_eq!(v["detail"], "the API key is invalid");
     let r = get(&app, forged.expose(), "/api/v1/workspace").await;
     let challenge = r.headers()["www-authenticate"].to_str().unwrap().to_owned();
-    assert!(challenge.starts_with("Bearer ") && challenge.contains(r#"error="invalid_token""#), "{challenge}");
+    assert!(
+        challenge.starts_with("Bearer ") && challenge.contains(r#"error="invalid_token""#),
+        "{challenge}"
+    );
 
     // Without credentials: a bare challenge (RFC 6750 §3.1).
     let r = http().get(app.url("/api/v1/workspace")).send().await.unwrap();
@@ -81,8 +88,12 @@ async fn key_is_shown_once_and_verifiable_only_by_its_secret(app: TestApp) {
 
     // A key of the other environment is refused before any lookup.
     let test_key = ApiKeySecret::generate(KeyEnvironment::Test);
-    let v = problem(get(&app, test_key.expose(), "/api/v1/workspace").await, StatusCode::UNAUTHORIZED, "invalid_token")
-        .await;
+    let v = problem(
+        get(&app, test_key.expose(), "/api/v1/workspace").await,
+        StatusCode::UNAUTHORIZED,
+        "invalid_token",
+    )
+    .await;
     assert!(v["detail"].as_str().unwrap().contains("another environment"), "{v}");
 }
 
@@ -105,18 +116,22 @@ async fn checksum_rejects_a_mistyped_key_without_a_lookup(app: TestApp) {
         .unwrap();
     }
     for bad in [typo.as_str(), truncated] {
-        let v = problem(get(&app, bad, "/api/v1/workspace").await, StatusCode::UNAUTHORIZED, "invalid_token").await;
+        let v = problem(get(&app, bad, "/api/v1/workspace").await, StatusCode::UNAUTHORIZED, "invalid_token")
+            .await;
         assert!(v["detail"].as_str().unwrap().contains("checksum"), "{v}");
     }
     // The well-formed key does reach the (now missing) table.
-    problem(get(&app, &admin, "/api/v1/workspace").await, StatusCode::INTERNAL_SERVER_ERROR, "server_error").await;
+    problem(get(&app, &admin, "/api/v1/workspace").await, StatusCode::INTERNAL_SERVER_ERROR, "server_error")
+        .await;
 }
 
 async fn rotation_keeps_the_old_secret_for_the_grace_period(app: TestApp) {
     let (_, admin) = setup(&app).await;
-    let created = json(post(&app, &admin, "/api/v1/keys", json!({"name": "ci", "scopes": ["contacts:read"]})).await)
-        .await;
-    let (id, old) = (created["id"].as_str().unwrap().to_owned(), created["secret"].as_str().unwrap().to_owned());
+    let created =
+        json(post(&app, &admin, "/api/v1/keys", json!({"name": "ci", "scopes": ["contacts:read"]})).await)
+            .await;
+    let (id, old) =
+        (created["id"].as_str().unwrap().to_owned(), created["secret"].as_str().unwrap().to_owned());
 
     let r = post(&app, &admin, &format!("/api/v1/keys/{id}/rotate"), json!({"grace": "7d"})).await;
     assert_eq!(r.status(), StatusCode::OK);
@@ -131,12 +146,14 @@ async fn rotation_keeps_the_old_secret_for_the_grace_period(app: TestApp) {
     app.clock.advance(Duration::days(7) - Duration::seconds(1));
     assert_eq!(get(&app, &old, "/api/v1/workspace").await.status(), StatusCode::OK);
     app.clock.advance(Duration::seconds(1));
-    let v = problem(get(&app, &old, "/api/v1/workspace").await, StatusCode::UNAUTHORIZED, "invalid_token").await;
+    let v =
+        problem(get(&app, &old, "/api/v1/workspace").await, StatusCode::UNAUTHORIZED, "invalid_token").await;
     assert!(v["detail"].as_str().unwrap().contains("grace period has ended"), "{v}");
     assert_eq!(get(&app, &new, "/api/v1/workspace").await.status(), StatusCode::OK);
 
     // No body means no grace: the replaced secret stops at once.
-    let r = http().post(app.url(&format!("/api/v1/keys/{id}/rotate"))).bearer_auth(&admin).send().await.unwrap();
+    let r =
+        http().post(app.url(&format!("/api/v1/keys/{id}/rotate"))).bearer_auth(&admin).send().await.unwrap();
     let newest = json(r).await["secret"].as_str().unwrap().to_owned();
     assert_eq!(get(&app, &new, "/api/v1/workspace").await.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(get(&app, &newest, "/api/v1/workspace").await.status(), StatusCode::OK);
@@ -145,12 +162,22 @@ async fn rotation_keeps_the_old_secret_for_the_grace_period(app: TestApp) {
     let bad = post(&app, &admin, &format!("/api/v1/keys/{id}/rotate"), json!({"grace": "31d"})).await;
     problem(bad, StatusCode::BAD_REQUEST, "invalid_request").await;
     let short = json(
-        post(&app, &admin, "/api/v1/keys", json!({"name": "short", "scopes": ["contacts:read"], "expires_in": "1d"}))
-            .await,
+        post(
+            &app,
+            &admin,
+            "/api/v1/keys",
+            json!({"name": "short", "scopes": ["contacts:read"], "expires_in": "1d"}),
+        )
+        .await,
     )
     .await;
-    let r = post(&app, &admin, &format!("/api/v1/keys/{}/rotate", short["id"].as_str().unwrap()), json!({"grace": "30d"}))
-        .await;
+    let r = post(
+        &app,
+        &admin,
+        &format!("/api/v1/keys/{}/rotate", short["id"].as_str().unwrap()),
+        json!({"grace": "30d"}),
+    )
+    .await;
     let v = json(r).await;
     assert_eq!(v["previous_secret_expires_at"], short["expires_at"], "grace ends with the key");
 }
@@ -158,29 +185,48 @@ async fn rotation_keeps_the_old_secret_for_the_grace_period(app: TestApp) {
 async fn expiry_and_revocation(app: TestApp) {
     let (w, admin) = setup(&app).await;
     let k = json(
-        post(&app, &admin, "/api/v1/keys", json!({"name": "temp", "scopes": ["contacts:read"], "expires_in": "1h"}))
-            .await,
+        post(
+            &app,
+            &admin,
+            "/api/v1/keys",
+            json!({"name": "temp", "scopes": ["contacts:read"], "expires_in": "1h"}),
+        )
+        .await,
     )
     .await;
     let secret = k["secret"].as_str().unwrap().to_owned();
     assert_eq!(get(&app, &secret, "/api/v1/workspace").await.status(), StatusCode::OK);
     app.clock.advance(Duration::hours(1));
-    let v = problem(get(&app, &secret, "/api/v1/workspace").await, StatusCode::UNAUTHORIZED, "invalid_token").await;
+    let v = problem(get(&app, &secret, "/api/v1/workspace").await, StatusCode::UNAUTHORIZED, "invalid_token")
+        .await;
     assert_eq!(v["detail"], "the API key expired");
     let shown = json(get(&app, &admin, &format!("/api/v1/keys/{}", k["id"].as_str().unwrap())).await).await;
     assert_eq!(shown["status"], "expired");
 
-    let past = post(&app, &admin, "/api/v1/keys", json!({"name": "x", "scopes": ["contacts:read"], "expires_at": "2001-01-01T00:00:00Z"}))
-        .await;
+    let past = post(
+        &app,
+        &admin,
+        "/api/v1/keys",
+        json!({"name": "x", "scopes": ["contacts:read"], "expires_at": "2001-01-01T00:00:00Z"}),
+    )
+    .await;
     problem(past, StatusCode::BAD_REQUEST, "invalid_request").await;
 
     // Revocation is immediate, and ends service tokens the key minted.
     let minter = json(
-        post(&app, &admin, "/api/v1/keys", json!({"name": "minter", "scopes": ["tokens:mint", "contacts:read"]})).await,
+        post(
+            &app,
+            &admin,
+            "/api/v1/keys",
+            json!({"name": "minter", "scopes": ["tokens:mint", "contacts:read"]}),
+        )
+        .await,
     )
     .await;
     let minter_secret = minter["secret"].as_str().unwrap().to_owned();
-    let t = json(post(&app, &minter_secret, "/api/v1/service-tokens", json!({"scope": "contacts:read"})).await).await;
+    let t =
+        json(post(&app, &minter_secret, "/api/v1/service-tokens", json!({"scope": "contacts:read"})).await)
+            .await;
     assert_eq!(introspect(&app, &w, t["access_token"].as_str().unwrap()).await["active"], true);
     let r = http()
         .delete(app.url(&format!("/api/v1/keys/{}", minter["id"].as_str().unwrap())))
@@ -189,7 +235,12 @@ async fn expiry_and_revocation(app: TestApp) {
         .await
         .unwrap();
     assert_eq!(json(r).await["status"], "revoked");
-    let v = problem(get(&app, &minter_secret, "/api/v1/workspace").await, StatusCode::UNAUTHORIZED, "invalid_token").await;
+    let v = problem(
+        get(&app, &minter_secret, "/api/v1/workspace").await,
+        StatusCode::UNAUTHORIZED,
+        "invalid_token",
+    )
+    .await;
     assert_eq!(v["detail"], "the API key was revoked");
     assert_eq!(introspect(&app, &w, t["access_token"].as_str().unwrap()).await["active"], false);
     let again = http()
@@ -216,7 +267,8 @@ async fn unknown_scopes_and_wildcards_are_rejected(app: TestApp) {
         json!({"name": "x", "scopes": ["contacts:read"], "sopes": ["typo"]}),
         json!({"name": "", "scopes": ["contacts:read"]}),
     ] {
-        problem(post(&app, &admin, "/api/v1/keys", body).await, StatusCode::BAD_REQUEST, "invalid_request").await;
+        problem(post(&app, &admin, "/api/v1/keys", body).await, StatusCode::BAD_REQUEST, "invalid_request")
+            .await;
     }
     let r = http().post(app.url("/api/v1/keys")).bearer_auth(&admin).body("name=x").send().await.unwrap();
     problem(r, StatusCode::UNSUPPORTED_MEDIA_TYPE, "invalid_request").await;
@@ -244,7 +296,13 @@ async fn bundles_expand_at_creation(app: TestApp) {
     )
     .await;
     assert_eq!(r.status(), StatusCode::CREATED);
-    let dup = post(&app, &admin, "/api/v1/bundles", json!({"name": "Support Read-only", "scopes": ["contacts:read"]})).await;
+    let dup = post(
+        &app,
+        &admin,
+        "/api/v1/bundles",
+        json!({"name": "Support Read-only", "scopes": ["contacts:read"]}),
+    )
+    .await;
     problem(dup, StatusCode::CONFLICT, "conflict").await;
     problem(
         post(&app, &admin, "/api/v1/bundles", json!({"name": "wild", "scopes": ["contacts:*"]})).await,
@@ -253,12 +311,19 @@ async fn bundles_expand_at_creation(app: TestApp) {
     )
     .await;
 
-    let k1 = json(post(&app, &admin, "/api/v1/keys", json!({"name": "k1", "bundle": "Support Read-only"})).await).await;
+    let k1 =
+        json(post(&app, &admin, "/api/v1/keys", json!({"name": "k1", "bundle": "Support Read-only"})).await)
+            .await;
     assert_eq!(k1["scopes"], json!(["contacts:read"]));
     assert_eq!(k1["bundle"], "Support Read-only");
     let k2 = json(
-        post(&app, &admin, "/api/v1/keys", json!({"name": "k2", "bundle": "Support Read-only", "scopes": ["tokens:mint"]}))
-            .await,
+        post(
+            &app,
+            &admin,
+            "/api/v1/keys",
+            json!({"name": "k2", "bundle": "Support Read-only", "scopes": ["tokens:mint"]}),
+        )
+        .await,
     )
     .await;
     assert_eq!(k2["scopes"], json!(["contacts:read", "tokens:mint"]), "bundle and explicit scopes combine");
@@ -273,20 +338,28 @@ async fn bundles_expand_at_creation(app: TestApp) {
     assert_eq!(json(r).await["scopes"], json!(["contacts:read", "contacts:write"]));
     let k1_now = json(get(&app, &admin, &format!("/api/v1/keys/{}", k1["id"].as_str().unwrap())).await).await;
     assert_eq!(k1_now["scopes"], json!(["contacts:read"]), "existing keys are not widened");
-    let k3 = json(post(&app, &admin, "/api/v1/keys", json!({"name": "k3", "bundle": "Support Read-only"})).await).await;
+    let k3 =
+        json(post(&app, &admin, "/api/v1/keys", json!({"name": "k3", "bundle": "Support Read-only"})).await)
+            .await;
     assert_eq!(k3["scopes"], json!(["contacts:read", "contacts:write"]));
 
     let missing = post(&app, &admin, "/api/v1/keys", json!({"name": "k4", "bundle": "Nope"})).await;
     problem(missing, StatusCode::NOT_FOUND, "not_found").await;
     let list = json(get(&app, &admin, "/api/v1/bundles").await).await;
     assert_eq!(list["bundles"].as_array().unwrap().len(), 1);
-    let r = http().delete(app.url("/api/v1/bundles/Support%20Read-only")).bearer_auth(&admin).send().await.unwrap();
+    let r = http()
+        .delete(app.url("/api/v1/bundles/Support%20Read-only"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
 }
 
 async fn service_tokens_are_bounded_and_recorded(app: TestApp) {
     let (w, admin) = setup(&app).await;
-    let ok = post(&app, &admin, "/api/v1/service-tokens", json!({"scope": "contacts:read", "ttl": "15m"})).await;
+    let ok =
+        post(&app, &admin, "/api/v1/service-tokens", json!({"scope": "contacts:read", "ttl": "15m"})).await;
     assert_eq!(ok.status(), StatusCode::CREATED);
     let t = json(ok).await;
     assert_eq!(t["token_type"], "Bearer");
@@ -311,8 +384,15 @@ async fn service_tokens_are_bounded_and_recorded(app: TestApp) {
     )
     .await;
 
-    for (ttl, good) in [(json!("4m"), false), (json!(299), false), (json!(300), true), (json!("60m"), true), (json!("61m"), false)] {
-        let r = post(&app, &admin, "/api/v1/service-tokens", json!({"scope": "contacts:read", "ttl": ttl})).await;
+    for (ttl, good) in [
+        (json!("4m"), false),
+        (json!(299), false),
+        (json!(300), true),
+        (json!("60m"), true),
+        (json!("61m"), false),
+    ] {
+        let r =
+            post(&app, &admin, "/api/v1/service-tokens", json!({"scope": "contacts:read", "ttl": ttl})).await;
         if good {
             assert_eq!(r.status(), StatusCode::CREATED, "{ttl}");
         } else {
@@ -340,7 +420,8 @@ async fn service_tokens_are_bounded_and_recorded(app: TestApp) {
     assert!(!events.to_string().contains(&token));
     assert_eq!(mints[0]["detail"]["via"], "api_key");
     assert_eq!(mints[0]["ip"], "127.0.0.1");
-    problem(get(&app, &admin, "/api/v1/events?limit=0").await, StatusCode::BAD_REQUEST, "invalid_request").await;
+    problem(get(&app, &admin, "/api/v1/events?limit=0").await, StatusCode::BAD_REQUEST, "invalid_request")
+        .await;
 }
 
 async fn cidr_allowlist_rate_limit_and_usage(app: TestApp) {
@@ -386,7 +467,9 @@ async fn workspaces_are_isolated(app: TestApp) {
     let (w, admin) = setup(&app).await;
     app.create_workspace("other").await;
     let other = app.api_key("other", "keys:manage apps:manage").await;
-    let mine = json(post(&app, &admin, "/api/v1/keys", json!({"name": "mine", "scopes": ["contacts:read"]})).await).await;
+    let mine =
+        json(post(&app, &admin, "/api/v1/keys", json!({"name": "mine", "scopes": ["contacts:read"]})).await)
+            .await;
     let id = mine["id"].as_str().unwrap();
     problem(get(&app, &other, &format!("/api/v1/keys/{id}")).await, StatusCode::NOT_FOUND, "not_found").await;
     let r = http().delete(app.url(&format!("/api/v1/keys/{id}"))).bearer_auth(&other).send().await.unwrap();
@@ -418,10 +501,18 @@ async fn clients_grants_and_members_through_the_api(app: TestApp) {
     assert_eq!(c["workspace_id"], ws["id"], "API-created clients belong to the workspace");
     let list = json(get(&app, &apps, "/api/v1/clients").await).await;
     assert_eq!(list["clients"].as_array().unwrap().len(), 1);
-    let manage = post(&app, &apps, "/api/v1/clients", json!({"name": "Bad", "scopes": ["keys:manage"], "grant_types": ["client_credentials"]})).await;
+    let manage = post(
+        &app,
+        &apps,
+        "/api/v1/clients",
+        json!({"name": "Bad", "scopes": ["keys:manage"], "grant_types": ["client_credentials"]}),
+    )
+    .await;
     problem(manage, StatusCode::BAD_REQUEST, "invalid_request").await;
     let id = c["client_id"].as_str().unwrap();
-    let rotated = json(post(&app, &apps, &format!("/api/v1/clients/{id}/rotate-secret"), json!({"grace": "1h"})).await).await;
+    let rotated =
+        json(post(&app, &apps, &format!("/api/v1/clients/{id}/rotate-secret"), json!({"grace": "1h"})).await)
+            .await;
     assert_ne!(rotated["client_secret"], c["client_secret"]);
     let r = http().delete(app.url(&format!("/api/v1/clients/{id}"))).bearer_auth(&apps).send().await.unwrap();
     assert!(json(r).await["revoked_at"].is_string());
@@ -435,9 +526,11 @@ async fn clients_grants_and_members_through_the_api(app: TestApp) {
         .unwrap();
     assert_eq!(json(r).await["permissions"], json!(["contacts:read"]));
     assert_eq!(json(get(&app, &apps, "/api/v1/members").await).await["members"].as_array().unwrap().len(), 2);
-    let r = http().delete(app.url("/api/v1/members/bob@example.com")).bearer_auth(&apps).send().await.unwrap();
+    let r =
+        http().delete(app.url("/api/v1/members/bob@example.com")).bearer_auth(&apps).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
-    let r = http().delete(app.url("/api/v1/members/bob@example.com")).bearer_auth(&apps).send().await.unwrap();
+    let r =
+        http().delete(app.url("/api/v1/members/bob@example.com")).bearer_auth(&apps).send().await.unwrap();
     problem(r, StatusCode::NOT_FOUND, "not_found").await;
     assert_eq!(json(get(&app, &apps, "/api/v1/grants").await).await["grants"], json!([]));
 }
@@ -449,7 +542,8 @@ async fn openapi_document_matches_the_router(app: TestApp) {
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
     assert_eq!(doc["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
     let paths = doc["paths"].as_object().unwrap();
-    for p in ["/api/v1/keys", "/api/v1/keys/{id}/rotate", "/api/v1/service-tokens", "/api/v1/bundles/{name}"] {
+    for p in ["/api/v1/keys", "/api/v1/keys/{id}/rotate", "/api/v1/service-tokens", "/api/v1/bundles/{name}"]
+    {
         assert!(paths.contains_key(p), "{p} documented");
     }
     let mut n = 0;
@@ -458,7 +552,11 @@ async fn openapi_document_matches_the_router(app: TestApp) {
         for method in ops.as_object().unwrap().keys() {
             let m = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
             let r = http().request(m, app.url(&concrete)).send().await.unwrap();
-            assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{method} {path} is routed and needs credentials");
+            assert_eq!(
+                r.status(),
+                StatusCode::UNAUTHORIZED,
+                "{method} {path} is routed and needs credentials"
+            );
             n += 1;
         }
     }

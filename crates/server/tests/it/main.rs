@@ -4,6 +4,7 @@ mod api_keys;
 mod cli;
 mod device_keys;
 mod discovery;
+mod federation;
 mod flow;
 mod flow_errors;
 mod lifecycle;
