@@ -292,6 +292,21 @@ mod tests {
     }
 
     #[test]
+    fn key_environment_and_trusted_proxies() {
+        let file: FileConfig =
+            toml::from_str("key_environment = \"test\"\ntrusted_proxies = [\"10.0.0.0/8\", \"::1\"]")
+                .unwrap();
+        let c = resolve(&GlobalArgs::default(), &ServeArgs::default(), file, None).unwrap();
+        assert_eq!(c.key_environment, portcullis_domain::KeyEnvironment::Test);
+        assert_eq!(c.trusted_proxies.len(), 2);
+        assert_eq!(c.settings().key_environment, portcullis_domain::KeyEnvironment::Test);
+        let g = GlobalArgs { key_environment: Some("staging".into()), ..Default::default() };
+        assert!(resolve(&g, &ServeArgs::default(), FileConfig::default(), None).is_err());
+        let s = ServeArgs { trusted_proxies: vec!["proxy".into()], ..Default::default() };
+        assert!(resolve(&GlobalArgs::default(), &s, FileConfig::default(), None).is_err());
+    }
+
+    #[test]
     fn bad_values_are_errors() {
         let s = ServeArgs { access_token_ttl: Some("soon".into()), ..Default::default() };
         assert!(resolve(&GlobalArgs::default(), &s, FileConfig::default(), None).is_err());

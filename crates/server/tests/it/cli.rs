@@ -570,3 +570,219 @@ fn lifecycle_commands_rotate_revoke_and_list() {
     assert_eq!(keys[0]["kid"], k["kid"]);
     assert_eq!(keys[0]["state"], "published");
 }
+
+#[test]
+fn api_keys_bundles_service_tokens_and_trust_policies_from_the_cli() {
+    let db = Db::new();
+    db.json(&["workspace", "create", "acme"]);
+    let k = db.json(&[
+        "key",
+        "create",
+        "--workspace",
+        "acme",
+        "--name",
+        "billing",
+        "--scope",
+        "contacts:read tokens:mint",
+        "--allow-cidr",
+        "10.0.0.0/8",
+        "--allow-cidr",
+        "2001:db8::/32",
+        "--expires-in",
+        "30d",
+        "--rate-limit",
+        "600/min",
+        "--metadata",
+        r#"{"owner":"billing"}"#,
+    ]);
+    let id = k["id"].as_str().unwrap().to_owned();
+    let secret = k["secret"].as_str().unwrap().to_owned();
+    assert!(id.starts_with("key_"));
+    assert!(secret.starts_with("pcl_live_") && secret.len() == 47, "{secret}");
+    assert_eq!(k["prefix"], secret[..13]);
+    assert_eq!(k["scopes"], serde_json::json!(["contacts:read", "tokens:mint"]));
+    assert_eq!(k["allowed_cidrs"], serde_json::json!(["10.0.0.0/8", "2001:db8::/32"]));
+    assert_eq!(k["rate_limit"], "600/min");
+    assert_eq!(k["metadata"]["owner"], "billing");
+    assert!(k["expires_at"].is_string());
+
+    // Shown once: list and show never print the secret.
+    for args in [&["key", "list", "--workspace", "acme"][..], &["key", "show", &id]] {
+        let out = db.run(args);
+        assert!(out.status.success());
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert!(text.contains(&id[..8]) || text.contains(&k["prefix"].as_str().unwrap()[..13]), "{text}");
+        assert!(!text.contains(&secret[13..]), "{args:?} printed the secret");
+    }
+    let listed = db.json(&["key", "list", "--workspace", "acme"]);
+    assert_eq!(listed["keys"][0]["id"], id.as_str());
+    assert!(listed["keys"][0].get("secret").is_none());
+
+    let r = db.json(&["key", "rotate", &id, "--grace", "7d"]);
+    assert_eq!(r["id"], id.as_str());
+    assert_ne!(r["secret"], secret.as_str());
+    assert!(r["previous_secret_expires_at"].is_string());
+    db.fails(&["key", "rotate", &id, "--grace", "31d"]);
+
+    // Bad input: one line on stderr, nothing written.
+    let before = db.json(&["key", "list", "--workspace", "acme"]);
+    for scope in ["contacts:*", "nope:read", "*"] {
+        let err = db.fails(&["key", "create", "--workspace", "acme", "--name", "x", "--scope", scope]);
+        assert!(err.contains("scope") || err.contains('*'), "{err}");
+    }
+    db.fails(&[
+        "key",
+        "create",
+        "--workspace",
+        "acme",
+        "--name",
+        "x",
+        "--scope",
+        "contacts:read",
+        "--allow-cidr",
+        "10.0.0.0/40",
+    ]);
+    db.fails(&[
+        "key",
+        "create",
+        "--workspace",
+        "acme",
+        "--name",
+        "x",
+        "--scope",
+        "contacts:read",
+        "--rate-limit",
+        "fast",
+    ]);
+    db.fails(&["key", "create", "--workspace", "nope", "--name", "x", "--scope", "contacts:read"]);
+    assert_eq!(db.json(&["key", "list", "--workspace", "acme"]), before);
+
+    let b = db.json(&[
+        "bundle",
+        "create",
+        "--workspace",
+        "acme",
+        "--name",
+        "Support Read-only",
+        "--scope",
+        "contacts:read",
+    ]);
+    assert_eq!(b["scopes"], serde_json::json!(["contacts:read"]));
+    db.fails(&[
+        "bundle",
+        "create",
+        "--workspace",
+        "acme",
+        "--name",
+        "Support Read-only",
+        "--scope",
+        "contacts:read",
+    ]);
+    let listed = db.json(&["bundle", "list", "--workspace", "acme"]);
+    assert_eq!(listed["bundles"].as_array().unwrap().len(), 1);
+    let from_bundle = db.json(&[
+        "key",
+        "create",
+        "--workspace",
+        "acme",
+        "--name",
+        "support",
+        "--bundle",
+        "Support Read-only",
+    ]);
+    assert_eq!(from_bundle["scopes"], serde_json::json!(["contacts:read"]));
+    assert_eq!(from_bundle["bundle"], "Support Read-only");
+    let c = db.json(&[
+        "client",
+        "create",
+        "--name",
+        "Worker",
+        "--grant-type",
+        "client_credentials",
+        "--workspace",
+        "acme",
+        "--scope",
+        "contacts:write",
+        "--bundle",
+        "Support Read-only",
+    ]);
+    assert_eq!(c["scope"], "contacts:read contacts:write");
+
+    let t = db.json(&["token", "mint", "--workspace", "acme", "--scope", "contacts:read", "--ttl", "15m"]);
+    assert_eq!(t["token_type"], "Bearer");
+    assert_eq!(t["expires_in"], 900);
+    assert_eq!(t["scope"], "contacts:read");
+    assert_eq!(t["access_token"].as_str().unwrap().split('.').count(), 3);
+    let t =
+        db.json(&["token", "mint", "--workspace", "acme", "--bundle", "Support Read-only", "--ttl", "60m"]);
+    assert_eq!(t["expires_in"], 3600);
+    for ttl in ["4m", "61m", "soon"] {
+        db.fails(&["token", "mint", "--workspace", "acme", "--scope", "contacts:read", "--ttl", ttl]);
+    }
+    db.fails(&["token", "mint", "--workspace", "acme", "--scope", "contacts:*"]);
+
+    let p = db.json(&[
+        "trust-policy",
+        "create",
+        "--workspace",
+        "acme",
+        "--name",
+        "deploys",
+        "--issuer",
+        "https://token.actions.githubusercontent.com",
+        "--audience",
+        "https://portcullis.example",
+        "--subject",
+        "repo:acme/app:ref:refs/heads/main",
+        "--claim",
+        "repository_owner=acme",
+        "--scope",
+        "contacts:read",
+        "--max-ttl",
+        "10m",
+    ]);
+    assert!(p["id"].as_str().unwrap().starts_with("tp_"));
+    assert_eq!(p["claims"]["repository_owner"], "acme");
+    assert_eq!(p["max_ttl_seconds"], 600);
+    db.fails(&[
+        "trust-policy",
+        "create",
+        "--workspace",
+        "acme",
+        "--name",
+        "x",
+        "--issuer",
+        "http://ci.example",
+        "--audience",
+        "a",
+        "--subject",
+        "s",
+        "--scope",
+        "contacts:read",
+    ]);
+    db.fails(&[
+        "trust-policy",
+        "create",
+        "--workspace",
+        "acme",
+        "--name",
+        "x",
+        "--issuer",
+        "https://ci.example",
+        "--audience",
+        "a",
+        "--subject",
+        "*",
+        "--scope",
+        "contacts:read",
+    ]);
+    assert_eq!(
+        db.json(&["trust-policy", "list", "--workspace", "acme"])["trust_policies"].as_array().unwrap().len(),
+        1
+    );
+    db.json(&["trust-policy", "delete", p["id"].as_str().unwrap()]);
+
+    let revoked = db.json(&["key", "revoke", &id]);
+    assert_eq!(revoked["status"], "revoked");
+    db.fails(&["key", "revoke", &id]);
+}

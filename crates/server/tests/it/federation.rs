@@ -15,6 +15,9 @@ use std::sync::{Arc, RwLock};
 
 const EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 const ID_TOKEN: &str = "urn:ietf:params:oauth:token-type:id_token";
+/// A change to a token's claims.
+type Edit = dyn FnOnce(&mut Value);
+
 const SUBJECT: &str = "repo:acme/app:ref:refs/heads/main";
 
 struct SigningKey {
@@ -190,7 +193,7 @@ async fn untrusted_or_mismatched_tokens_are_refused(app: TestApp) {
     let d = refused(exchange(&app, &other.token(&app, |_| {}), &[]).await, "invalid_request").await;
     assert!(d.contains("no trust policy accepts tokens from this issuer"), "{d}");
 
-    let cases: Vec<(&str, Box<dyn FnOnce(&mut Value)>)> = vec![
+    let cases: Vec<(&str, Box<Edit>)> = vec![
         ("wrong audience", Box::new(|c| c["aud"] = json!("someone-else"))),
         ("audience list without ours", Box::new(|c| c["aud"] = json!(["a", "b"]))),
         ("wrong subject", Box::new(|c| c["sub"] = json!("repo:acme/app:ref:refs/heads/feature"))),
