@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The README quickstart, runnable: registers a client and walks the authorization code + PKCE flow
-# with curl against a fresh server. Usage: examples/quickstart.sh [path/to/portcullis]
+# with curl against a fresh server, then creates an API key and mints a service token with it. Usage: examples/quickstart.sh [path/to/portcullis]
 set -euo pipefail
 
 PORTCULLIS=$(realpath "${1:-target/debug/portcullis}")
@@ -56,4 +56,15 @@ ACCESS_TOKEN=$(sed -E 's/.*"access_token":"([^"]+)".*/\1/' <<<"$TOKENS")
 USERINFO=$(curl -s -H "Authorization: Bearer $ACCESS_TOKEN" "$ISSUER/oauth2/userinfo")
 echo "userinfo: $USERINFO"
 grep -q '"email":"ada@example.com"' <<<"$USERINFO"
+
+# 6. A backend integration: an API key (shown once), and a 15-minute service token minted with it.
+KEY=$("$PORTCULLIS" key create --workspace acme --name "Backend" --scope "contacts:read tokens:mint" --json \
+    | sed -E 's/.*"secret":"([^"]+)".*/\1/')
+WS=$(curl -s -H "Authorization: Bearer $KEY" "$ISSUER/api/v1/workspace")
+echo "workspace: $WS"
+grep -q '"slug":"acme"' <<<"$WS"
+SERVICE=$(curl -s -X POST -H "Authorization: Bearer $KEY" -H 'Content-Type: application/json' \
+    -d '{"scope":"contacts:read","ttl":"15m"}' "$ISSUER/api/v1/service-tokens")
+echo "service token: $SERVICE"
+grep -q '"expires_in":900' <<<"$SERVICE"
 echo "quickstart OK"
