@@ -818,11 +818,7 @@ async fn key_command<S: Store>(admin: &Admin<S>, cmd: &KeyCmd, json: bool) -> Re
             let ws = admin.workspace(workspace).await.map_err(e)?;
             let keys: Vec<KeyView> =
                 admin.list_keys(&ws).await.map_err(e)?.iter().map(|k| KeyView::of(k, now)).collect();
-            let human = if keys.is_empty() {
-                format!("No API keys in {}.", ws.slug)
-            } else {
-                keys.iter().map(key_line).collect::<Vec<_>>().join("\n")
-            };
+            let human = listing(&keys, key_line, format!("No API keys in {}.", ws.slug));
             emit(json, json!({ "keys": keys }), human);
         }
         KeyCmd::Show { id } => {
@@ -870,11 +866,7 @@ async fn bundle_command<S: Store>(admin: &Admin<S>, cmd: &BundleCmd, json: bool)
             let ws = admin.workspace(workspace).await.map_err(e)?;
             let bs: Vec<BundleView> =
                 admin.list_bundles(&ws).await.map_err(e)?.iter().map(BundleView::from).collect();
-            let human = if bs.is_empty() {
-                format!("No bundles in {}.", ws.slug)
-            } else {
-                bs.iter().map(line).collect::<Vec<_>>().join("\n")
-            };
+            let human = listing(&bs, line, format!("No bundles in {}.", ws.slug));
             emit(json, json!({ "bundles": bs }), human);
         }
         BundleCmd::Update { workspace, name, scope, description } => {
@@ -936,11 +928,7 @@ async fn trust_command<S: Store>(admin: &Admin<S>, cmd: &TrustPolicyCmd, json: b
             let ws = admin.workspace(workspace).await.map_err(e)?;
             let ps: Vec<TrustPolicyView> =
                 admin.list_trust_policies(&ws).await.map_err(e)?.iter().map(TrustPolicyView::from).collect();
-            let human = if ps.is_empty() {
-                format!("No trust policies in {}.", ws.slug)
-            } else {
-                ps.iter().map(line).collect::<Vec<_>>().join("\n")
-            };
+            let human = listing(&ps, line, format!("No trust policies in {}.", ws.slug));
             emit(json, json!({ "trust_policies": ps }), human);
         }
         TrustPolicyCmd::Delete { id } => {
@@ -989,4 +977,9 @@ async fn mint_token<S: Store>(
         t.access_token.clone(),
     );
     Ok(())
+}
+
+/// One line per item, or `empty` when there are none.
+fn listing<T>(items: &[T], line: impl Fn(&T) -> String, empty: String) -> String {
+    if items.is_empty() { empty } else { items.iter().map(line).collect::<Vec<_>>().join("\n") }
 }
