@@ -6,8 +6,8 @@
 //! - [`Application`]: builds the server on a listener the caller binds (tests bind
 //!   `127.0.0.1:0` and read the port) and runs it until a shutdown future resolves.
 //! - [`backend`]: picks SQLite or PostgreSQL from the database URL.
-//! - [`cli`]: the admin commands (`workspace`, `user`, `member`, `client`), human or `--json`
-//!   output.
+//! - [`cli`]: the admin commands (`workspace`, `user`, `member`, `client`, `grant`,
+//!   `signing-key`, `key`, `bundle`, `token`, `trust-policy`), human or `--json` output.
 
 pub mod backend;
 pub mod cli;
