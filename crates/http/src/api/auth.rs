@@ -41,22 +41,15 @@ impl<S: Store> FromRequestParts<Cx<S>> for Principal {
             .map(|c| c.0.ip())
             .ok_or_else(Problem::internal)?;
         let ip = client_ip(&cx.settings.trusted_proxies, peer, &parts.headers);
-        let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
+        if !parts.headers.contains_key(header::AUTHORIZATION) {
             return Err(Problem::unauthorized("send an API key or token as Authorization: Bearer …", None));
-        };
-        let token = value
-            .to_str()
-            .ok()
-            .and_then(|v| v.split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, t)| t.trim())
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| {
-                Problem::unauthorized(
-                    "the Authorization header must be Bearer <credential>",
-                    Some("invalid_request"),
-                )
-            })?;
+        }
+        let token = crate::routes::meta::bearer(&parts.headers).ok_or_else(|| {
+            Problem::unauthorized(
+                "the Authorization header must be Bearer <credential>",
+                Some("invalid_request"),
+            )
+        })?;
 
         let (workspace_id, scopes, actor, key) = if ApiKeySecret::looks_like(token) {
             let key = authenticate_key(cx, token, ip).await.map_err(|e| match e {

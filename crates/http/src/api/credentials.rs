@@ -6,7 +6,7 @@ use super::{JsonBody, no_content, ok};
 use crate::paths::api as p;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use portcullis_core::Cx;
 use portcullis_core::api_keys::{Expiry, IssuedKeyView, KeyView, NewKey};
@@ -40,17 +40,7 @@ pub(super) fn optional_body<T: serde::de::DeserializeOwned + Default>(
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
-    let is_json = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| {
-        v.split(';').next().is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"))
-    });
-    if !is_json {
-        return Err(Problem::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "invalid_request",
-            "the request body must be application/json",
-        ));
-    }
-    serde_json::from_slice(body).map_err(|e| Problem::bad_request(format!("invalid JSON body: {e}")))
+    super::parse_json(headers, body)
 }
 
 #[derive(Serialize, utoipa::ToSchema)]

@@ -142,26 +142,33 @@ impl<T: DeserializeOwned, St: Send + Sync> FromRequest<St> for JsonBody<T> {
     type Rejection = Problem;
 
     async fn from_request(req: Request, state: &St) -> Result<Self, Problem> {
-        let is_json = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(';').next())
-            .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
-        if !is_json {
-            return Err(Problem::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "invalid_request",
-                "the request body must be application/json",
-            ));
-        }
+        let headers = req.headers().clone();
         let bytes = Bytes::from_request(req, state)
             .await
             .map_err(|_| Problem::bad_request("the request body could not be read"))?;
-        serde_json::from_slice(&bytes)
-            .map(JsonBody)
-            .map_err(|e| Problem::bad_request(format!("invalid JSON body: {e}")))
+        parse_json(&headers, &bytes).map(JsonBody)
     }
+}
+
+/// Parses a JSON body strictly: the content type must be `application/json`, and any parse
+/// error (unknown field included) is a 400 problem.
+pub(crate) fn parse_json<T: DeserializeOwned>(
+    headers: &axum::http::HeaderMap,
+    body: &[u8],
+) -> Result<T, Problem> {
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+    if !is_json {
+        return Err(Problem::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "invalid_request",
+            "the request body must be application/json",
+        ));
+    }
+    serde_json::from_slice(body).map_err(|e| Problem::bad_request(format!("invalid JSON body: {e}")))
 }
 
 /// A 200 JSON response with `Cache-Control: no-store` (responses can carry secrets).
