@@ -43,6 +43,7 @@ pub async fn revoke<S: Store>(cx: &Cx<S>, session: &Session, grant_id: &str) -> 
         return Ok(false);
     }
     let revoked = cx.store.revoke_grant(&id, cx.now()).await.map_err(internal)?;
+    cx.cache.invalidate();
     if revoked {
         tracing::info!(event = "grant_revoked", by = "user", grant_id = %id, client_id = %g.client_id, "consent withdrawn");
     }

@@ -1,6 +1,7 @@
 //! Administrative operations (the CLI today, the admin API later): workspaces, users, members,
 //! clients. Every input is validated before anything is written, so bad input changes nothing.
 
+use crate::cache::CredentialCache;
 use crate::keys::{Keyring, Sealer};
 use crate::passwords;
 use crate::scopes::Catalogue;
@@ -89,11 +90,19 @@ pub struct Admin<S> {
     pub sealer: Arc<Sealer>,
     /// The environment of the API keys this deployment issues.
     pub key_environment: KeyEnvironment,
+    /// Told about every change to credential state, so the guard's cache forgets it.
+    pub cache: Arc<CredentialCache>,
 }
 
 impl<S: Store> Admin<S> {
     pub fn new(store: S, clock: Arc<dyn Clock>, catalogue: Arc<Catalogue>, sealer: Arc<Sealer>) -> Self {
-        Self { store, clock, catalogue, sealer, key_environment: KeyEnvironment::Live }
+        Self { store, clock, catalogue, sealer, key_environment: KeyEnvironment::Live, cache: Arc::default() }
+    }
+
+    /// Reports changes to `cache` (the server's; the CLI's own process has none worth telling).
+    pub fn with_cache(mut self, cache: Arc<CredentialCache>) -> Self {
+        self.cache = cache;
+        self
     }
 
     /// Issues `env` API keys (`pcl_test_…` for a test deployment).
@@ -195,6 +204,7 @@ impl<S: Store> Admin<S> {
             updated_at: now,
         };
         let write = self.store.put_membership(&m).await?;
+        self.cache.invalidate();
         let stored = self.store.membership(&ws.id, &user.id).await?.unwrap_or(m);
         Ok((ws, user, stored, write))
     }
@@ -203,6 +213,7 @@ impl<S: Store> Admin<S> {
         let ws = self.workspace(workspace).await?;
         let user = self.user(email).await?;
         if self.store.remove_membership(&ws.id, &user.id).await? {
+            self.cache.invalidate();
             Ok(())
         } else {
             Err(AdminError::NotFound(format!("{} is not a member of {}", user.email, ws.slug)))
@@ -356,7 +367,9 @@ impl<S: Store> Admin<S> {
     /// Revokes a client: it can no longer authenticate and every token issued to it is inactive.
     pub async fn revoke_client(&self, id: &str) -> Result<Client, AdminError> {
         let client = self.client(id).await?;
-        if !self.store.revoke_client(&client.id, self.clock.now()).await? {
+        let revoked = self.store.revoke_client(&client.id, self.clock.now()).await?;
+        self.cache.invalidate();
+        if !revoked {
             return Err(AdminError::Conflict(format!("client {id:?} is already revoked")));
         }
         tracing::info!(event = "client_revoked", client_id = %client.id, "client revoked");
@@ -389,7 +402,9 @@ impl<S: Store> Admin<S> {
             .grant_by_id(&gid)
             .await?
             .ok_or_else(|| AdminError::NotFound(format!("grant {id:?} does not exist")))?;
-        if !self.store.revoke_grant(&gid, self.clock.now()).await? {
+        let revoked = self.store.revoke_grant(&gid, self.clock.now()).await?;
+        self.cache.invalidate();
+        if !revoked {
             return Err(AdminError::Conflict(format!("grant {id:?} is already revoked")));
         }
         tracing::info!(event = "grant_revoked", grant_id = %grant.id, client_id = %grant.client_id, "grant revoked");

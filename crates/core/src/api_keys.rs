@@ -260,7 +260,10 @@ impl<S: Store> Admin<S> {
             key.expires_at.map_or(end, |e| end.min(e))
         });
         let secret = ApiKeySecret::generate(key.environment);
-        if !self.store.rotate_api_key(&key.id, &secret.hash(), &secret.display_prefix(), until, now).await? {
+        let rotated =
+            self.store.rotate_api_key(&key.id, &secret.hash(), &secret.display_prefix(), until, now).await?;
+        self.cache.invalidate();
+        if !rotated {
             return Err(AdminError::Conflict(format!("API key {id:?} was revoked meanwhile")));
         }
         let detail = json!({ "grace_seconds": grace.whole_seconds(), "prefix": secret.display_prefix() });
@@ -287,7 +290,9 @@ impl<S: Store> Admin<S> {
     ) -> Result<ApiKey, AdminError> {
         let now = self.clock.now();
         let key = self.key(id, ws).await?;
-        if !self.store.revoke_api_key(&key.id, now).await? {
+        let revoked = self.store.revoke_api_key(&key.id, now).await?;
+        self.cache.invalidate();
+        if !revoked {
             return Err(AdminError::Conflict(format!("API key {id:?} is already revoked")));
         }
         events::record(
@@ -369,13 +374,37 @@ pub async fn authenticate_key<S: Store>(
     presented: &str,
     ip: IpAddr,
 ) -> Result<ApiKey, KeyRejection> {
+    authenticate_key_with(cx, presented, ip, false).await
+}
+
+/// [`authenticate_key`], reusing a row loaded within the credential cache TTL when `cached`
+/// (the guard's hot path; see [`crate::cache`]). The checks still run against the clock.
+pub async fn authenticate_key_with<S: Store>(
+    cx: &Cx<S>,
+    presented: &str,
+    ip: IpAddr,
+    cached: bool,
+) -> Result<ApiKey, KeyRejection> {
     let secret = ApiKeySecret::parse(presented).map_err(KeyRejection::Malformed)?;
     if secret.environment() != cx.settings.key_environment {
         return Err(KeyRejection::WrongEnvironment(secret.environment().as_str()));
     }
     let hash = secret.hash();
-    let key = cx.store.api_key_by_hash(&hash).await?.ok_or(KeyRejection::Unknown)?;
     let now = cx.now();
+    let ttl = cx.settings.credential_cache_ttl;
+    let cached = cached && ttl.is_positive();
+    let row = match cached.then(|| cx.cache.key(&hash, now, ttl)).flatten() {
+        Some(row) => row,
+        None => {
+            let generation = cx.cache.snapshot();
+            let row = cx.store.api_key_by_hash(&hash).await?;
+            if cached {
+                cx.cache.put_key(hash.clone(), row.clone(), now, generation);
+            }
+            row
+        }
+    };
+    let key = row.ok_or(KeyRejection::Unknown)?;
     if key.revoked_at.is_some() {
         return Err(KeyRejection::Revoked);
     }

@@ -2,6 +2,7 @@
 
 use crate::admin::Admin;
 use crate::api_keys::{RateLimiter, UsageRecorder};
+use crate::cache::CredentialCache;
 use crate::federation::IssuerKeys;
 use crate::keys::{Keyring, Sealer};
 use crate::scopes::Catalogue;
@@ -28,6 +29,8 @@ pub struct Cx<S> {
     pub limiter: Arc<RateLimiter>,
     /// Cached signing keys of external issuers trusted for token exchange.
     pub issuer_keys: Arc<IssuerKeys>,
+    /// Recently loaded credential state, for the guard (see [`crate::cache`]).
+    pub cache: Arc<CredentialCache>,
 }
 
 impl<S: Clone> Clone for Cx<S> {
@@ -43,6 +46,7 @@ impl<S: Clone> Clone for Cx<S> {
             usage: self.usage.clone(),
             limiter: self.limiter.clone(),
             issuer_keys: self.issuer_keys.clone(),
+            cache: self.cache.clone(),
         }
     }
 }
@@ -72,6 +76,7 @@ impl<S: Store> Cx<S> {
             usage: Arc::default(),
             limiter: Arc::default(),
             issuer_keys: Arc::default(),
+            cache: Arc::default(),
         })
     }
 
@@ -101,6 +106,7 @@ impl<S: Store> Cx<S> {
     pub fn admin(&self) -> Admin<S> {
         Admin::new(self.store.clone(), self.clock.clone(), self.catalogue.clone(), self.sealer.clone())
             .with_key_environment(self.settings.key_environment)
+            .with_cache(self.cache.clone())
     }
 
     /// Writes recorded API key uses every [`crate::api_keys::USAGE_FLUSH_EVERY`].

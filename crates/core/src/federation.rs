@@ -181,7 +181,9 @@ impl<S: Store> Admin<S> {
         ws: Option<&Workspace>,
     ) -> Result<TrustPolicy, AdminError> {
         let p = self.trust_policy(id, ws).await?;
-        if !self.store.delete_trust_policy(&p.id).await? {
+        let deleted = self.store.delete_trust_policy(&p.id).await?;
+        self.cache.invalidate();
+        if !deleted {
             return Err(AdminError::NotFound(format!("trust policy {id:?} does not exist")));
         }
         events::record(

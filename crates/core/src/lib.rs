@@ -14,10 +14,13 @@
 //! - [`account`]: a signed-in user's own grants, and withdrawing consent.
 //! - [`api_keys`]: scoped API keys (create, rotate with grace, revoke, authenticate), batched
 //!   usage records, per-key rate limits.
+//! - [`cache`]: recently loaded credential state for the guard, invalidated on change.
 //! - [`bundles`]: named scope lists expanded into credentials at creation.
 //! - [`service_tokens`]: 5–60 minute tokens, never stored, every mint recorded.
 //! - [`federation`]: trust policies and verification of external OIDC tokens for RFC 8693
 //!   exchange (the grant itself is [`oauth::grants::token_exchange`]).
+//! - [`reference`]: the built-in reference API (contacts, messages, broadcasts, flows) the
+//!   guard protects out of the box.
 //! - [`views`]: JSON views of records for the CLI and the admin API.
 //! - [`events`]: who did what ([`events::Actor`]), recorded per workspace.
 //!
@@ -33,6 +36,7 @@ pub mod account;
 pub mod admin;
 pub mod api_keys;
 pub mod bundles;
+pub mod cache;
 pub mod context;
 pub mod csrf;
 pub mod events;
@@ -40,6 +44,7 @@ pub mod federation;
 pub mod keys;
 pub mod oauth;
 pub mod passwords;
+pub mod reference;
 pub mod scopes;
 pub mod service_tokens;
 pub mod sessions;

@@ -29,6 +29,10 @@ pub struct Settings {
     /// Proxies whose `X-Forwarded-For` is believed when finding a caller's address (for API key
     /// CIDR allowlists and usage records). Empty: the TCP peer is the caller.
     pub trusted_proxies: Vec<IpNet>,
+    /// How long the guard trusts credential state it loaded (API keys, grant status, member
+    /// permissions): the longest another replica's revocation can go unnoticed. Zero disables
+    /// the cache.
+    pub credential_cache_ttl: Duration,
 }
 
 /// The longest overlap window a client may have for concurrent refreshes.
@@ -61,6 +65,7 @@ impl Settings {
             signing_key_activation_delay: Duration::minutes(10),
             key_environment: KeyEnvironment::Live,
             trusted_proxies: Vec::new(),
+            credential_cache_ttl: Duration::seconds(5),
         }
     }
 

@@ -9,8 +9,9 @@
 //!   userinfo, health).
 //! - [`responses`]: OAuth JSON errors, RFC 6750 challenges, pages with security headers, 303s.
 //! - [`cookies`]: the session and CSRF cookies.
+//! - [`reference`]: the built-in reference API (contacts, messages, broadcasts, flows), each
+//!   route behind the guard ([`portcullis_guard`]) with its scope; RFC 9728 metadata.
 //! - [`api`]: the admin API (`/api/v1`), its problem details and generated OpenAPI document.
-//! - [`client_ip`]: the caller's address (trusted proxies' `X-Forwarded-For`).
 //!
 //! # Decisions
 //! - Handlers read raw bodies and parse them with [`portcullis_proto::Params`], so a malformed
@@ -18,9 +19,9 @@
 //! - Logs carry method, path (never the query: it can hold codes and state) and a request id.
 
 pub mod api;
-pub mod client_ip;
 pub mod cookies;
 pub mod paths;
+pub mod reference;
 pub mod responses;
 pub mod routes;
 
@@ -28,6 +29,7 @@ use axum::Router;
 use axum::http::{HeaderName, HeaderValue, Request, header};
 use axum::routing::{get, post};
 use portcullis_core::Cx;
+use portcullis_guard::{Budgets, Guard, Limiter, Resource};
 use portcullis_store::Store;
 use std::time::Duration;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -37,10 +39,53 @@ use tower_http::trace::TraceLayer;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// The complete application router.
+/// How the protected routes are guarded (budgets and where they are counted).
+#[derive(Default)]
+pub struct Protection {
+    pub limiter: Limiter,
+    pub budgets: Budgets,
+}
+
+/// The complete application router, with in-process rate limits.
 pub fn router<S: Store>(cx: Cx<S>) -> Router {
+    router_with(cx, Protection::default())
+}
+
+/// The guard of the reference API (the resource `{issuer}/api`).
+pub fn reference_guard<S: Store>(cx: &Cx<S>, protection: Protection) -> Guard<S> {
+    let issuer = &cx.settings.issuer;
+    let resource = Resource {
+        identifier: cx.settings.audience.clone(),
+        metadata_url: paths::url(issuer, paths::PROTECTED_RESOURCE),
+        audiences: vec![cx.settings.audience.clone()],
+        scopes: REFERENCE_SCOPES.iter().map(|s| (*s).to_owned()).collect(),
+        name: "Portcullis reference API".into(),
+    };
+    Guard::new(cx.clone(), resource, protection.limiter, protection.budgets)
+}
+
+/// The scopes the reference API (and its MCP tools) understand.
+pub const REFERENCE_SCOPES: &[&str] = &[
+    "contacts:read",
+    "contacts:write",
+    "contacts:delete",
+    "messages:read",
+    "messages:write",
+    "broadcasts:read",
+    "broadcasts:write",
+    "flows:read",
+    "flows:write",
+    "flows:execute",
+];
+
+/// The complete application router.
+pub fn router_with<S: Store>(cx: Cx<S>, protection: Protection) -> Router {
     use routes::{browser, meta, token};
+    let guard = reference_guard(&cx, protection);
+    let prm = guard.metadata();
     Router::new()
+        .route(paths::PROTECTED_RESOURCE, get(move || async move { routes::meta::public_document(&prm) }))
+        .merge(reference::router(&guard))
         .route(paths::HEALTHZ, get(meta::healthz::<S>))
         .route(paths::AS_METADATA, get(meta::metadata::<S>))
         .route(paths::OIDC_METADATA, get(meta::metadata::<S>))

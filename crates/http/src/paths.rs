@@ -25,6 +25,12 @@ pub const CONSENT: &str = "/consent";
 pub const AS_METADATA: &str = "/.well-known/oauth-authorization-server";
 /// OpenID Connect Discovery 1.0 §4.
 pub const OIDC_METADATA: &str = "/.well-known/openid-configuration";
+/// RFC 9728 §3: metadata of the protected API (the reference API and gateway routes).
+pub const PROTECTED_RESOURCE: &str = "/.well-known/oauth-protected-resource";
+/// The MCP endpoint (streamable HTTP transport).
+pub const MCP: &str = "/mcp";
+/// RFC 9728 §3.1: the MCP endpoint's metadata (the well-known path suffixed with its path).
+pub const MCP_PROTECTED_RESOURCE: &str = "/.well-known/oauth-protected-resource/mcp";
 
 /// The absolute URL of `path` under the issuer.
 pub fn url(issuer: &str, path: &str) -> String {
@@ -65,4 +71,16 @@ pub mod api {
     pub const TRUST_POLICY: &str = "/api/v1/trust-policies/{id}";
     pub const SERVICE_TOKENS: &str = "/api/v1/service-tokens";
     pub const EVENTS: &str = "/api/v1/events";
+}
+
+/// The built-in reference API, protected by the guard.
+pub mod reference {
+    /// The resource identifier's path: access tokens carry `aud` = issuer + this.
+    pub const BASE: &str = "/api";
+    pub const CONTACTS: &str = "/api/v1/contacts";
+    pub const CONTACT: &str = "/api/v1/contacts/{id}";
+    pub const MESSAGES: &str = "/api/v1/messages";
+    pub const BROADCASTS: &str = "/api/v1/broadcasts";
+    pub const FLOWS: &str = "/api/v1/flows";
+    pub const FLOW_EXECUTE: &str = "/api/v1/flows/{id}/execute";
 }

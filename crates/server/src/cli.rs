@@ -393,7 +393,12 @@ async fn serve<S: Store>(store: S, mut cfg: Config) -> Result<(), String> {
     if !cx.sealer.is_sealing() {
         tracing::warn!("no key-encryption key configured: signing keys are stored unencrypted");
     }
-    let app = Application::build(cx, listener);
+    let limiter = match &cfg.redis_url {
+        Some(url) => portcullis_guard::Limiter::redis(url.expose_secret(), "portcullis:rl:").await?,
+        None => portcullis_guard::Limiter::default(),
+    };
+    let protection = portcullis_http::Protection { limiter, budgets: cfg.budgets };
+    let app = Application::build_with(cx, listener, protection);
     tracing::info!(%addr, issuer = %cfg.issuer, database = %redact(&cfg.database_url), "portcullis listening");
     app.run_until(shutdown_signal()).await.map_err(|e| e.to_string())?;
     tracing::info!("stopped");

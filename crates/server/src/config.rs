@@ -65,6 +65,19 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     pub trusted_proxies: Vec<String>,
+    /// Redis for rate-limit counters shared by every replica (default: counted in-process).
+    #[arg(long, env = "PORTCULLIS_REDIS_URL", value_name = "URL")]
+    pub redis_url: Option<String>,
+    /// Budget of every workspace on protected routes, e.g. 6000/min (default: none).
+    #[arg(long, env = "PORTCULLIS_WORKSPACE_RATE_LIMIT", value_name = "N/UNIT")]
+    pub workspace_rate_limit: Option<String>,
+    /// Budget of each OAuth grant, client and service-token minter, e.g. 600/min (default: none;
+    /// API keys carry their own).
+    #[arg(long, env = "PORTCULLIS_TOKEN_RATE_LIMIT", value_name = "N/UNIT")]
+    pub token_rate_limit: Option<String>,
+    /// How long the guard reuses credential state it loaded, e.g. 5s; 0 disables.
+    #[arg(long, env = "PORTCULLIS_CREDENTIAL_CACHE_TTL", value_name = "DURATION")]
+    pub credential_cache_ttl: Option<String>,
 }
 
 /// The TOML file. Every key is optional; unknown keys are an error (a typo must not be ignored).
@@ -85,6 +98,10 @@ pub struct FileConfig {
     pub signing_key_activation_delay: Option<String>,
     pub key_environment: Option<String>,
     pub trusted_proxies: Option<Vec<String>>,
+    pub redis_url: Option<String>,
+    pub workspace_rate_limit: Option<String>,
+    pub token_rate_limit: Option<String>,
+    pub credential_cache_ttl: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -112,6 +129,9 @@ pub struct Config {
     pub signing_key_activation_delay: Duration,
     pub key_environment: portcullis_domain::KeyEnvironment,
     pub trusted_proxies: Vec<portcullis_domain::api_key::IpNet>,
+    pub redis_url: Option<SecretString>,
+    pub budgets: portcullis_guard::Budgets,
+    pub credential_cache_ttl: Duration,
 }
 
 pub const DEFAULT_BIND: &str = "127.0.0.1:8080";
@@ -201,7 +221,30 @@ pub fn resolve(
         .iter()
         .map(|c| portcullis_domain::api_key::parse_cidr(c).map_err(|e| format!("trusted_proxies: {}", e.0)))
         .collect::<Result<Vec<_>, _>>()?;
+    let rate = |name: &str, v: Option<String>| {
+        v.map(|v| portcullis_domain::RateLimit::parse(&v).map_err(|e| format!("{name}: {}", e.0))).transpose()
+    };
+    let budgets = portcullis_guard::Budgets {
+        workspace: rate(
+            "workspace_rate_limit",
+            s.workspace_rate_limit.clone().or(file.workspace_rate_limit),
+        )?,
+        token: rate("token_rate_limit", s.token_rate_limit.clone().or(file.token_rate_limit))?,
+    };
+    let credential_cache_ttl = non_negative(
+        "credential_cache_ttl",
+        s.credential_cache_ttl.clone().or(file.credential_cache_ttl),
+        Duration::seconds(5),
+    )?;
+    if credential_cache_ttl > Duration::minutes(1) {
+        return Err(
+            "credential_cache_ttl may be at most 1m: it is how long a revocation can go unseen".into()
+        );
+    }
     Ok(Config {
+        redis_url: s.redis_url.clone().or(file.redis_url).map(SecretString::from),
+        budgets,
+        credential_cache_ttl,
         key_environment,
         trusted_proxies,
         bind,
@@ -237,6 +280,7 @@ impl Config {
         s.signing_key_activation_delay = self.signing_key_activation_delay;
         s.key_environment = self.key_environment;
         s.trusted_proxies = self.trusted_proxies.clone();
+        s.credential_cache_ttl = self.credential_cache_ttl;
         s
     }
 

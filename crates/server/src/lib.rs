@@ -32,10 +32,19 @@ impl Application {
     /// Must be called inside a Tokio runtime: it starts the background key reloader and the
     /// API key usage writer.
     pub fn build<S: portcullis_store::Store>(cx: portcullis_core::Cx<S>, listener: TcpListener) -> Self {
+        Self::build_with(cx, listener, portcullis_http::Protection::default())
+    }
+
+    /// [`Application::build`] with the guard's budgets and rate-limit backend.
+    pub fn build_with<S: portcullis_store::Store>(
+        cx: portcullis_core::Cx<S>,
+        listener: TcpListener,
+        protection: portcullis_http::Protection,
+    ) -> Self {
         let background = vec![cx.spawn_key_reloader(), cx.spawn_usage_flusher()];
         let flush = cx.clone();
         let on_stop = Box::pin(async move { flush.flush_usage().await });
-        Self { listener, router: portcullis_http::router(cx), background, on_stop }
+        Self { listener, router: portcullis_http::router_with(cx, protection), background, on_stop }
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {

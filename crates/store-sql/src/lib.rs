@@ -17,6 +17,7 @@
 
 pub use portcullis_domain;
 pub use portcullis_store;
+pub use serde_json;
 pub use sqlx;
 pub use time;
 
@@ -1473,6 +1474,110 @@ macro_rules! impl_sql_store {
                         .map_err(db)?
                         .rows_affected();
                     Ok(n > 0)
+                }
+            }
+
+            fn document(row: &DbRow) -> StoreResult<Document> {
+                let body: String = col(row, "body")?;
+                Ok(Document {
+                    workspace_id: WorkspaceId::from_string(col::<String>(row, "workspace_id")?),
+                    kind: col(row, "kind")?,
+                    id: col(row, "id")?,
+                    body: $crate::serde_json::from_str(&body)
+                        .map_err(|e| StoreError::Corrupt(format!("document body: {e}")))?,
+                    created_at: ts(row, "created_at")?,
+                    updated_at: ts(row, "updated_at")?,
+                })
+            }
+
+            impl DocumentStore for $store {
+                async fn insert_document(&self, d: &Document) -> StoreResult<()> {
+                    sql!(
+                        "INSERT INTO documents (workspace_id, kind, id, body, created_at, updated_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6)"
+                    )
+                    .bind(d.workspace_id.as_str())
+                    .bind(&d.kind)
+                    .bind(&d.id)
+                    .bind(d.body.to_string())
+                    .bind(d.created_at.unix_timestamp())
+                    .bind(d.updated_at.unix_timestamp())
+                    .execute(&self.pool)
+                    .await
+                    .map_err(err("id"))?;
+                    Ok(())
+                }
+
+                async fn document(&self, ws: &WorkspaceId, kind: &str, id: &str) -> StoreResult<Option<Document>> {
+                    sql!("SELECT * FROM documents WHERE workspace_id = $1 AND kind = $2 AND id = $3")
+                        .bind(ws.as_str())
+                        .bind(kind)
+                        .bind(id)
+                        .fetch_optional(&self.pool)
+                        .await
+                        .map_err(db)?
+                        .map(|r| document(&r))
+                        .transpose()
+                }
+
+                async fn list_documents(
+                    &self,
+                    ws: &WorkspaceId,
+                    kind: &str,
+                    after: Option<&str>,
+                    limit: i64,
+                ) -> StoreResult<Vec<Document>> {
+                    sql!(
+                        "SELECT * FROM documents WHERE workspace_id = $1 AND kind = $2 AND id > $3 \
+                         ORDER BY id LIMIT $4"
+                    )
+                    .bind(ws.as_str())
+                    .bind(kind)
+                    .bind(after.unwrap_or(""))
+                    .bind(limit)
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(db)?
+                    .iter()
+                    .map(document)
+                    .collect()
+                }
+
+                async fn update_document(&self, d: &Document) -> StoreResult<bool> {
+                    let r = sql!(
+                        "UPDATE documents SET body = $1, updated_at = $2 \
+                         WHERE workspace_id = $3 AND kind = $4 AND id = $5"
+                    )
+                    .bind(d.body.to_string())
+                    .bind(d.updated_at.unix_timestamp())
+                    .bind(d.workspace_id.as_str())
+                    .bind(&d.kind)
+                    .bind(&d.id)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(db)?;
+                    Ok(r.rows_affected() == 1)
+                }
+
+                async fn delete_document(&self, ws: &WorkspaceId, kind: &str, id: &str) -> StoreResult<bool> {
+                    let r = sql!("DELETE FROM documents WHERE workspace_id = $1 AND kind = $2 AND id = $3")
+                        .bind(ws.as_str())
+                        .bind(kind)
+                        .bind(id)
+                        .execute(&self.pool)
+                        .await
+                        .map_err(db)?;
+                    Ok(r.rows_affected() == 1)
+                }
+
+                async fn count_documents(&self, ws: &WorkspaceId, kind: &str) -> StoreResult<i64> {
+                    let row = sql!("SELECT COUNT(*) AS n FROM documents WHERE workspace_id = $1 AND kind = $2")
+                        .bind(ws.as_str())
+                        .bind(kind)
+                        .fetch_one(&self.pool)
+                        .await
+                        .map_err(db)?;
+                    col::<i64>(&row, "n")
                 }
             }
 

@@ -35,6 +35,7 @@ pub async fn run_all<S: Store>(store: S) {
     bundles(&store).await;
     trust_policies(&store).await;
     events(&store).await;
+    documents(&store).await;
     store.ping().await.expect("ping");
 }
 
@@ -778,4 +779,40 @@ async fn events<S: Store>(s: &S) {
     let got = s.list_events(&w.id, 2).await.unwrap();
     assert_eq!(got.len(), 2);
     assert_eq!(got[0].subject.as_deref(), Some("jti-2"), "newest first");
+}
+
+async fn documents<S: Store>(s: &S) {
+    let w = workspace("documents");
+    let other = workspace("documents-other");
+    s.insert_workspace(&w).await.unwrap();
+    s.insert_workspace(&other).await.unwrap();
+    let doc = |ws: &Workspace, id: &str| Document {
+        workspace_id: ws.id.clone(),
+        kind: "contact".into(),
+        id: id.into(),
+        body: serde_json::json!({"id": id, "name": "Ann", "tags": ["a"]}),
+        created_at: t0(),
+        updated_at: t0(),
+    };
+    for id in ["ctc_1", "ctc_2", "ctc_3"] {
+        s.insert_document(&doc(&w, id)).await.unwrap();
+    }
+    s.insert_document(&doc(&other, "ctc_1")).await.unwrap();
+    assert!(matches!(s.insert_document(&doc(&w, "ctc_1")).await, Err(StoreError::Duplicate(_))));
+    assert_eq!(s.document(&w.id, "contact", "ctc_2").await.unwrap().unwrap(), doc(&w, "ctc_2"));
+    assert!(s.document(&w.id, "message", "ctc_2").await.unwrap().is_none(), "kinds are apart");
+    let page = s.list_documents(&w.id, "contact", Some("ctc_1"), 1).await.unwrap();
+    assert_eq!(page.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(), ["ctc_2"]);
+    assert_eq!(s.count_documents(&w.id, "contact").await.unwrap(), 3);
+    let mut changed = doc(&w, "ctc_3");
+    changed.body = serde_json::json!({"id": "ctc_3", "name": "Bo"});
+    changed.updated_at = t0() + Duration::seconds(5);
+    assert!(s.update_document(&changed).await.unwrap());
+    assert_eq!(s.document(&w.id, "contact", "ctc_3").await.unwrap().unwrap(), changed);
+    assert!(s.delete_document(&w.id, "contact", "ctc_1").await.unwrap());
+    assert!(!s.delete_document(&w.id, "contact", "ctc_1").await.unwrap());
+    assert!(s.document(&other.id, "contact", "ctc_1").await.unwrap().is_some(), "other workspace untouched");
+    let mut foreign = doc(&other, "ctc_2");
+    foreign.body = serde_json::json!({});
+    assert!(!s.update_document(&foreign).await.unwrap(), "ids are per workspace");
 }

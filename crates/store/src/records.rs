@@ -384,3 +384,17 @@ pub struct Event {
     pub ip: Option<String>,
     pub at: OffsetDateTime,
 }
+
+/// A document of the built-in reference API (a contact, message, broadcast, flow or flow run):
+/// JSON validated by the core, stored per workspace and kind.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Document {
+    pub workspace_id: WorkspaceId,
+    /// `contact`, `message`, `broadcast`, `flow`, `flow_run`.
+    pub kind: String,
+    /// Time-ordered (`ctc_<uuidv7>`…), so listing by id lists by creation.
+    pub id: String,
+    pub body: serde_json::Value,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+}

@@ -283,6 +283,35 @@ pub trait BundleStore {
     fn delete_bundle(&self, ws: &WorkspaceId, name: &str) -> impl Future<Output = StoreResult<bool>> + Send;
 }
 
+/// The reference API's documents. Every operation is scoped to one workspace.
+pub trait DocumentStore {
+    /// Fails with `Duplicate("id")` if the id is taken.
+    fn insert_document(&self, d: &Document) -> impl Future<Output = StoreResult<()>> + Send;
+    fn document(
+        &self,
+        ws: &WorkspaceId,
+        kind: &str,
+        id: &str,
+    ) -> impl Future<Output = StoreResult<Option<Document>>> + Send;
+    /// Up to `limit` documents of `kind` with ids after `after`, by id (creation order).
+    fn list_documents(
+        &self,
+        ws: &WorkspaceId,
+        kind: &str,
+        after: Option<&str>,
+        limit: i64,
+    ) -> impl Future<Output = StoreResult<Vec<Document>>> + Send;
+    /// Replaces the body and `updated_at`. Returns whether a document changed.
+    fn update_document(&self, d: &Document) -> impl Future<Output = StoreResult<bool>> + Send;
+    fn delete_document(
+        &self,
+        ws: &WorkspaceId,
+        kind: &str,
+        id: &str,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
+    fn count_documents(&self, ws: &WorkspaceId, kind: &str) -> impl Future<Output = StoreResult<i64>> + Send;
+}
+
 pub trait TrustPolicyStore {
     fn insert_trust_policy(&self, p: &TrustPolicy) -> impl Future<Output = StoreResult<()>> + Send;
     fn trust_policy_by_id(
@@ -331,6 +360,7 @@ pub trait Store:
     + BundleStore
     + TrustPolicyStore
     + EventStore
+    + DocumentStore
     + HealthCheck
     + Clone
     + Send
@@ -353,6 +383,7 @@ impl<T> Store for T where
         + BundleStore
         + TrustPolicyStore
         + EventStore
+        + DocumentStore
         + HealthCheck
         + Clone
         + Send

@@ -15,6 +15,7 @@
 use portcullis_core::Cx;
 use portcullis_core::admin::{Admin, CreatedClient, NewClient};
 use portcullis_core::api_keys::{IssuedKey, NewKey, UsageRecorder};
+use portcullis_core::cache::CredentialCache;
 use portcullis_core::events::Actor;
 use portcullis_core::federation::NewTrustPolicy;
 use portcullis_core::keys::{Keyring, Sealer};
@@ -54,6 +55,10 @@ pub type SettingsHook = Box<dyn FnOnce(&mut Settings) + Send>;
 pub struct Options {
     pub settings: Option<SettingsHook>,
     pub key_encryption_key: Option<SecretString>,
+    /// Count rate limits in this Redis instead of in-process.
+    pub redis_url: Option<String>,
+    /// The guard's workspace and token budgets.
+    pub budgets: portcullis_guard::Budgets,
 }
 
 /// A running server with its own database and clock.
@@ -67,6 +72,7 @@ pub struct TestApp {
     sealer: Arc<Sealer>,
     keys: Arc<Keyring>,
     usage: Arc<UsageRecorder>,
+    cache: Arc<CredentialCache>,
     key_environment: portcullis_domain::KeyEnvironment,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
@@ -107,17 +113,25 @@ impl TestApp {
         let kek = opts.key_encryption_key;
         let sealer = Arc::new(Sealer::new(kek.as_ref()).expect("kek"));
         let key_environment = settings.key_environment;
-        let (server, keys, usage) = with_store!(&store, |s| {
+        let limiter = match &opts.redis_url {
+            Some(url) => portcullis_guard::Limiter::redis(url, &format!("portcullis-test:{}:", test_id()))
+                .await
+                .expect("redis"),
+            None => portcullis_guard::Limiter::default(),
+        };
+        let protection = portcullis_http::Protection { limiter, budgets: opts.budgets };
+        let (server, keys, usage, cache) = with_store!(&store, |s| {
             let cx = Cx::init(s.clone(), Arc::new(clock.clone()), settings, catalogue.clone(), kek.as_ref())
                 .await
                 .expect("init");
             let keys = cx.keys.clone();
             let usage = cx.usage.clone();
-            let app = Application::build(cx, listener);
+            let cache = cx.cache.clone();
+            let app = Application::build_with(cx, listener, protection);
             let server = tokio::spawn(app.run_until(async {
                 let _ = rx.await;
             }));
-            (server, keys, usage)
+            (server, keys, usage, cache)
         });
         Some(Self {
             base,
@@ -128,6 +142,7 @@ impl TestApp {
             sealer,
             keys,
             usage,
+            cache,
             key_environment,
             shutdown: Some(tx),
             server: Some(server),
@@ -181,6 +196,7 @@ impl TestApp {
     fn admin<S: portcullis_store::Store>(&self, s: S) -> Admin<S> {
         Admin::new(s, Arc::new(self.clock.clone()), self.admin_catalogue.clone(), self.sealer.clone())
             .with_key_environment(self.key_environment)
+            .with_cache(self.cache.clone())
     }
 
     /// Creates an API key as `portcullis key create` does.
@@ -352,4 +368,9 @@ macro_rules! both_backends {
             }
         )+
     };
+}
+
+/// A random id (isolates each test's Redis keys).
+fn test_id() -> String {
+    portcullis_domain::secret::random_id(8)
 }

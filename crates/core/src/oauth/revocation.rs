@@ -28,6 +28,7 @@ pub async fn revoke<S: Store>(
         {
             // §2.1: revoking a refresh token revokes the whole grant chain.
             cx.store.revoke_family(&t.family_id, "revoked_by_client", now).await.map_err(internal)?;
+            cx.cache.invalidate();
             tracing::info!(event = "token_revoked", kind = "refresh_token", family_id = %t.family_id, "refresh token revoked");
         }
         return Ok(());
@@ -39,6 +40,7 @@ pub async fn revoke<S: Store>(
         let exp = OffsetDateTime::from_unix_timestamp(claims.exp).unwrap_or(now);
         if exp > now {
             cx.store.revoke_access_token(&claims.jti, &client.id, exp, now).await.map_err(internal)?;
+            cx.cache.invalidate();
             tracing::info!(event = "token_revoked", kind = "access_token", jti = %claims.jti, "access token revoked");
         }
     }

@@ -10,6 +10,7 @@
 //! Minting does not write: the grant that mints decides how the refresh token is stored (the
 //! refresh grant stores it in the same transaction that consumes its predecessor).
 
+use crate::cache::LiveStatus;
 use crate::context::{Cx, internal};
 use crate::keys::VerifyError;
 use base64::Engine;
@@ -244,7 +245,22 @@ pub struct LiveAccess {
 /// grant, `jti` and the user's membership still allow it. Every failure is `invalid_token`
 /// (RFC 6750 §3.1); the description says why, for logs and for the client.
 pub async fn check_access_token<S: Store>(cx: &Cx<S>, token: &str) -> Result<LiveAccess, OAuthError> {
-    let invalid = |why: &'static str| OAuthError::new(ErrorCode::InvalidToken, why);
+    let claims = verify_access_jwt(cx, token, 0).await?;
+    live_access(cx, claims, false).await
+}
+
+fn invalid_token(why: &'static str) -> OAuthError {
+    OAuthError::new(ErrorCode::InvalidToken, why)
+}
+
+/// The signature (our keys, `typ: at+jwt`), issuer and times of an access token, allowing
+/// `leeway_secs` of clock skew on `exp`. The audience is the caller's to check: it depends on
+/// which resource is asking.
+pub async fn verify_access_jwt<S: Store>(
+    cx: &Cx<S>,
+    token: &str,
+    leeway_secs: i64,
+) -> Result<AccessClaims, OAuthError> {
     let now = cx.now();
     let claims: AccessClaims = match cx.keys.verify(token, ACCESS_TOKEN_TYP, now) {
         Ok(c) => c,
@@ -253,70 +269,101 @@ pub async fn check_access_token<S: Store>(cx: &Cx<S>, token: &str) -> Result<Liv
             cx.keys.reload_throttled(&cx.store, now).await;
             cx.keys
                 .verify(token, ACCESS_TOKEN_TYP, now)
-                .map_err(|_| invalid("the access token is invalid"))?
+                .map_err(|_| invalid_token("the access token is invalid"))?
         }
-        Err(_) => return Err(invalid("the access token is invalid")),
+        Err(_) => return Err(invalid_token("the access token is invalid")),
     };
     let ts = now.unix_timestamp();
     if claims.iss != cx.settings.issuer {
-        return Err(invalid("the access token was issued by another server"));
+        return Err(invalid_token("the access token was issued by another server"));
     }
-    if claims.exp <= ts {
-        return Err(invalid("the access token expired"));
+    if claims.exp + leeway_secs <= ts {
+        return Err(invalid_token("the access token expired"));
     }
     if claims.iat > ts + 60 {
-        return Err(invalid("the access token is not valid yet"));
+        return Err(invalid_token("the access token is not valid yet"));
     }
-    let mut scopes = ScopeSet::parse(&claims.scope).map_err(|_| invalid("the access token is invalid"))?;
+    Ok(claims)
+}
 
+/// Whether verified `claims` are still live, and their scopes as they stand now. With `cached`,
+/// a status loaded within [`crate::settings::Settings::credential_cache_ttl`] is reused (see
+/// [`crate::cache`]); introspection and the token endpoint always ask the store.
+pub async fn live_access<S: Store>(
+    cx: &Cx<S>,
+    claims: AccessClaims,
+    cached: bool,
+) -> Result<LiveAccess, OAuthError> {
+    let now = cx.now();
+    let ttl = cx.settings.credential_cache_ttl;
+    let cached = cached && ttl.is_positive();
+    let status = match cached.then(|| cx.cache.live(&claims.jti, now, ttl)).flatten() {
+        Some(status) => status,
+        None => {
+            let generation = cx.cache.snapshot();
+            let status = live_status(cx, &claims).await?;
+            if cached {
+                cx.cache.put_live(&claims.jti, status.clone(), now, generation);
+            }
+            status
+        }
+    };
+    let scopes = status.map_err(invalid_token)?;
+    let user_id = claims.grant_id.is_some().then(|| UserId::from_string(claims.sub.as_str()));
+    Ok(LiveAccess { claims, scopes, user_id })
+}
+
+/// The live checks: client, revoked `jti`, family, grant and the user's current permissions
+/// (service tokens: see [`service_token_status`]). The outer error is a storage failure.
+async fn live_status<S: Store>(cx: &Cx<S>, claims: &AccessClaims) -> Result<LiveStatus, OAuthError> {
+    let Ok(mut scopes) = ScopeSet::parse(&claims.scope) else {
+        return Ok(Err("the access token is invalid"));
+    };
     if claims.token_use.as_deref() == Some(crate::service_tokens::TOKEN_USE) {
-        return check_service_token(cx, claims, scopes).await;
+        return service_token_status(cx, claims, scopes).await;
     }
-
+    let ts = cx.now().unix_timestamp();
     let client =
         cx.store.client_by_id(&ClientId::from_string(claims.client_id.as_str())).await.map_err(internal)?;
     if client.is_none_or(|c| c.is_revoked()) {
-        return Err(invalid("the client was revoked"));
+        return Ok(Err("the client was revoked"));
     }
     if cx.store.access_token_revoked(&claims.jti).await.map_err(internal)? {
-        return Err(invalid("the access token was revoked"));
+        return Ok(Err("the access token was revoked"));
     }
     if let Some(fid) = &claims.family_id {
         let fam = cx.store.family(&FamilyId::from_string(fid.as_str())).await.map_err(internal)?;
         match fam {
             Some(f) if f.revoked_at.is_none() && f.expires_at.unix_timestamp() > ts => {}
-            _ => return Err(invalid("the access token was revoked")),
+            _ => return Ok(Err("the access token was revoked")),
         }
     }
-    let mut user_id = None;
     if let Some(gid) = &claims.grant_id {
         let grant = cx.store.grant_by_id(&GrantId::from_string(gid.as_str())).await.map_err(internal)?;
         if grant.is_none_or(|g| g.revoked_at.is_some()) {
-            return Err(invalid("the access token was revoked"));
+            return Ok(Err("the access token was revoked"));
         }
         let uid = UserId::from_string(claims.sub.as_str());
         let ws = WorkspaceId::from_string(claims.workspace_id.as_str());
         let m = cx.store.membership(&ws, &uid).await.map_err(internal)?;
-        let Some(m) = m else { return Err(invalid("the user is no longer a member of the workspace")) };
+        let Some(m) = m else { return Ok(Err("the user is no longer a member of the workspace")) };
         scopes = cx.catalogue.delegable(&scopes, &m.permissions);
         if scopes.is_empty() {
-            return Err(invalid("the user no longer holds any of the granted permissions"));
+            return Ok(Err("the user no longer holds any of the granted permissions"));
         }
-        user_id = Some(uid);
     }
-    Ok(LiveAccess { claims, scopes, user_id })
+    Ok(Ok(scopes))
 }
 
 /// The live part of checking a service token: not revoked by `jti`, and the credential that
 /// minted it (API key or trust policy) still exists and is active.
-async fn check_service_token<S: Store>(
+async fn service_token_status<S: Store>(
     cx: &Cx<S>,
-    claims: AccessClaims,
+    claims: &AccessClaims,
     scopes: ScopeSet,
-) -> Result<LiveAccess, OAuthError> {
-    let invalid = |why: &'static str| OAuthError::new(ErrorCode::InvalidToken, why);
+) -> Result<LiveStatus, OAuthError> {
     if cx.store.access_token_revoked(&claims.jti).await.map_err(internal)? {
-        return Err(invalid("the service token was revoked"));
+        return Ok(Err("the service token was revoked"));
     }
     let minted_by = claims.minted_by.as_deref().unwrap_or_default();
     let live = if minted_by == "cli" {
@@ -333,7 +380,7 @@ async fn check_service_token<S: Store>(
         false
     };
     if !live {
-        return Err(invalid("the credential that minted this service token was revoked"));
+        return Ok(Err("the credential that minted this service token was revoked"));
     }
-    Ok(LiveAccess { claims, scopes, user_id: None })
+    Ok(Ok(scopes))
 }

@@ -3,7 +3,6 @@
 //! the request can point a credential at another workspace.
 
 use super::problem::Problem;
-use crate::client_ip::client_ip;
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::header;
 use axum::http::request::Parts;
@@ -12,6 +11,7 @@ use portcullis_core::api_keys::{KeyRejection, authenticate_key};
 use portcullis_core::events::Actor;
 use portcullis_core::oauth::tokens::check_access_token;
 use portcullis_domain::{ApiKeySecret, ScopeSet, WorkspaceId};
+use portcullis_guard::client_ip::client_ip;
 use portcullis_store::{ApiKey, Store, Workspace};
 use std::net::SocketAddr;
 

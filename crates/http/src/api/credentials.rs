@@ -33,7 +33,7 @@ fn duration(name: &str, v: &str) -> Result<time::Duration, Problem> {
 }
 
 /// A body that may be absent (then `T::default()`), else strict JSON.
-pub(super) fn optional_body<T: serde::de::DeserializeOwned + Default>(
+pub(crate) fn optional_body<T: serde::de::DeserializeOwned + Default>(
     headers: &HeaderMap,
     body: &Bytes,
 ) -> Result<T, Problem> {

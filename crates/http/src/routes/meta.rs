@@ -19,6 +19,11 @@ fn public_json(body: String, max_age: u32) -> Response {
     r
 }
 
+/// A public JSON document (RFC 9728 metadata), cacheable for an hour.
+pub fn public_document(v: &serde_json::Value) -> Response {
+    public_json(v.to_string(), 3600)
+}
+
 /// Both metadata paths serve the same document.
 pub async fn metadata<S: Store>(State(cx): State<Cx<S>>) -> Response {
     let doc = discovery::metadata(&cx.settings, &cx.catalogue, paths::endpoints(&cx.settings.issuer));

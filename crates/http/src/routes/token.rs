@@ -3,7 +3,6 @@
 //! once, into core types; every failure, including a malformed request, is an RFC 6749 §5.2 JSON
 //! error with `Cache-Control: no-store`.
 
-use crate::client_ip::client_ip;
 use crate::paths;
 use crate::responses::{no_store_json, oauth_error};
 use axum::body::Body;
@@ -14,6 +13,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use portcullis_core::Cx;
 use portcullis_core::oauth::{device, introspection, revocation, token};
+use portcullis_guard::client_ip::client_ip;
 use portcullis_proto::{ClientAuth, OAuthError, Params, TokenRequest};
 use portcullis_store::Store;
 use std::net::SocketAddr;

@@ -1,6 +1,7 @@
 //! Several `portcullis serve` processes on one PostgreSQL database behave as one server: a flow
 //! started on one finishes on the other, a refresh race spread across both has exactly one
 //! winner, and a revocation on one is seen by the other. Needs PORTCULLIS_TEST_POSTGRES_URL.
+//! Two processes sharing Redis enforce one rate limit. Needs PORTCULLIS_TEST_REDIS_URL.
 
 use crate::support::*;
 use portcullis_store_sql::sqlx;
@@ -46,8 +47,13 @@ fn cli(db: &str, args: &[&str], stdin: Option<&str>) -> serde_json::Value {
 }
 
 fn serve(db: &str) -> Process {
+    serve_with(db, &[])
+}
+
+fn serve_with(db: &str, extra: &[&str]) -> Process {
     let mut child = Command::new(env!("CARGO_BIN_EXE_portcullis"))
         .args(["--database-url", db, "serve", "--bind", "127.0.0.1:0", "--issuer", ISSUER])
+        .args(extra)
         .env("PORTCULLIS_LOG", "info")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -158,4 +164,47 @@ async fn two_processes_on_one_database_act_as_one_server() {
     let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
         .execute(&admin)
         .await;
+}
+
+/// Two replicas configured with one Redis spend one budget: a key allowed 4 requests a minute
+/// gets 4 in all, however its requests are spread over the replicas (each process alone would
+/// have allowed 4).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_processes_sharing_redis_enforce_one_rate_limit() {
+    let Ok(redis) = std::env::var("PORTCULLIS_TEST_REDIS_URL") else {
+        portcullis_testkit::skip("shared rate-limit test", "PORTCULLIS_TEST_REDIS_URL is not set");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("p.db").display());
+    cli(&db, &["workspace", "create", "acme"], None);
+    let k = cli(
+        &db,
+        &[
+            "key",
+            "create",
+            "--workspace",
+            "acme",
+            "--name",
+            "ci",
+            "--scope",
+            "contacts:read",
+            "--rate-limit",
+            "4/min",
+        ],
+        None,
+    );
+    let key = k["secret"].as_str().unwrap().to_owned();
+    let (a, b) = (serve_with(&db, &["--redis-url", &redis]), serve_with(&db, &["--redis-url", &redis]));
+    let http = reqwest::Client::new();
+    let mut statuses = Vec::new();
+    for i in 0..8 {
+        let base = if i % 2 == 0 { &a.base } else { &b.base };
+        let r = http.get(format!("{base}/api/v1/contacts")).bearer_auth(&key).send().await.unwrap();
+        statuses.push(r.status());
+    }
+    let ok = statuses.iter().filter(|s| **s == StatusCode::OK).count();
+    let limited = statuses.iter().filter(|s| **s == StatusCode::TOO_MANY_REQUESTS).count();
+    assert_eq!((ok, limited), (4, 4), "{statuses:?}");
+    assert_eq!(&statuses[..4], &[StatusCode::OK; 4], "the first four pass, on both replicas");
 }

@@ -122,7 +122,9 @@ fn check_bindings<S: Store>(
 
 /// A replayed code: revoke every token issued from it, committed before the error is returned.
 async fn replay<S: Store>(cx: &Cx<S>, family: &FamilyId) -> OAuthError {
-    match cx.store.revoke_family(family, "authorization_code_reused", cx.now()).await {
+    let outcome = cx.store.revoke_family(family, "authorization_code_reused", cx.now()).await;
+    cx.cache.invalidate();
+    match outcome {
         Ok(revoked) => tracing::warn!(
             event = "authorization_code_replay", family_id = %family, revoked,
             "authorization code used twice; its tokens are revoked"

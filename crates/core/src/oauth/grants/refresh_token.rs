@@ -173,7 +173,9 @@ async fn reuse<S: Store>(
 
 /// A replayed refresh token: revoke the whole family, committed before the error is returned.
 async fn replay<S: Store>(cx: &Cx<S>, family: &FamilyId) -> OAuthError {
-    match cx.store.revoke_family(family, "refresh_token_reused", cx.now()).await {
+    let outcome = cx.store.revoke_family(family, "refresh_token_reused", cx.now()).await;
+    cx.cache.invalidate();
+    match outcome {
         Ok(revoked) => tracing::warn!(
             event = "refresh_token_replay", security = true, family_id = %family, revoked,
             "a consumed refresh token was presented again; its family is revoked"

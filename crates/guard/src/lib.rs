@@ -1,0 +1,349 @@
+//! The guard: enforces Portcullis credentials on a protected API. A tower [`Layer`] that any
+//! axum/tower service can put in front of its routes, declaring each route's scopes next to it:
+//!
+//! ```ignore
+//! Router::new()
+//!     .route("/contacts", get(list).layer(guard.require(&["contacts:read"])))
+//!     .route("/contacts", post(create).layer(guard.require(&["contacts:write"])))
+//! ```
+//!
+//! # Layout
+//! - this file: [`Guard`] (authentication, scopes, budgets), [`Require`] (the layer) and the
+//!   RFC 9728 protected-resource metadata.
+//! - [`principal`]: the verified caller, handed to handlers as a request extension and to
+//!   upstreams as `x-portcullis-*` headers.
+//! - [`rejection`]: RFC 6750 challenges (with RFC 9728 `resource_metadata`), 429s and the
+//!   `RateLimit` headers.
+//! - [`ratelimit`]: GCRA budgets per credential and per workspace, in-process or in Redis.
+//! - [`client_ip`]: the caller's address behind trusted proxies.
+//!
+//! # Decisions
+//! - One `Authorization: Bearer` header carries any of the three credentials; they are told apart
+//!   by format: API keys by their `pcl_live_`/`pcl_test_` prefix (and checksum, so a mistyped
+//!   key costs no lookup), JWTs (access and service tokens) by their three segments.
+//! - The order of checks is fixed: credential → CIDR allowlist → scopes → budgets. An address
+//!   outside an API key's allowlist or a missing scope never spends quota.
+//! - Credential state (API key rows, grant/member status of tokens) comes through the core's
+//!   [`portcullis_core::cache`], so a hot route costs no query; a revocation in this process is
+//!   seen at once, in another replica within `credential_cache_ttl` (5 s by default).
+
+pub mod client_ip;
+pub mod principal;
+pub mod ratelimit;
+pub mod rejection;
+
+pub use principal::{CredentialKind, Principal};
+pub use ratelimit::{Budget, Decision, Limiter};
+pub use rejection::Rejection;
+
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::{HeaderMap, Request, header};
+use axum::response::Response;
+use portcullis_core::Cx;
+use portcullis_core::api_keys::{KeyRejection, authenticate_key_with};
+use portcullis_core::oauth::tokens::{live_access, verify_access_jwt};
+use portcullis_domain::{ApiKeySecret, RateLimit, WorkspaceId};
+use portcullis_proto::ErrorCode;
+use portcullis_store::Store;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use tower::{Layer, Service};
+
+/// Clock skew tolerated on the `exp` of access tokens, in seconds.
+pub const DEFAULT_LEEWAY_SECS: i64 = 5;
+
+/// What one protected resource is (RFC 9728 §2): its identifier, where its metadata lives,
+/// which token audiences it accepts and which scopes it knows.
+#[derive(Clone, Debug)]
+pub struct Resource {
+    /// The resource identifier (an https or loopback http URL).
+    pub identifier: String,
+    /// The absolute URL of its RFC 9728 metadata, named in every 401.
+    pub metadata_url: String,
+    /// `aud` values accepted in access tokens.
+    pub audiences: Vec<String>,
+    /// Scopes this resource understands (its metadata's `scopes_supported`).
+    pub scopes: Vec<String>,
+    /// A human-readable name (`resource_name`).
+    pub name: String,
+}
+
+/// Budgets beyond each API key's own.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Budgets {
+    /// Every workspace's budget, all its credentials together.
+    pub workspace: Option<RateLimit>,
+    /// The budget of each OAuth grant (user tokens), client (client-credentials tokens) and
+    /// service-token minter.
+    pub token: Option<RateLimit>,
+}
+
+struct Shared<S> {
+    cx: Cx<S>,
+    limiter: Limiter,
+    budgets: Budgets,
+    leeway_secs: i64,
+}
+
+/// Authenticates requests for one [`Resource`]. Cheap to clone.
+pub struct Guard<S> {
+    shared: Arc<Shared<S>>,
+    resource: Arc<Resource>,
+}
+
+impl<S> Clone for Guard<S> {
+    fn clone(&self) -> Self {
+        Self { shared: self.shared.clone(), resource: self.resource.clone() }
+    }
+}
+
+/// An admitted request: who, and how much budget is left (for the response headers).
+#[derive(Clone, Debug)]
+pub struct Admitted {
+    pub principal: Principal,
+    pub budget: Option<Decision>,
+}
+
+/// The `Authorization: Bearer` credential (RFC 6750 §2.1; the scheme is case-insensitive).
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = v.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|t| !t.is_empty())
+}
+
+impl<S: Store> Guard<S> {
+    pub fn new(cx: Cx<S>, resource: Resource, limiter: Limiter, budgets: Budgets) -> Self {
+        Self {
+            shared: Arc::new(Shared { cx, limiter, budgets, leeway_secs: DEFAULT_LEEWAY_SECS }),
+            resource: Arc::new(resource),
+        }
+    }
+
+    /// The same guard (budgets, caches) for another resource, such as the MCP endpoint.
+    pub fn for_resource(&self, resource: Resource) -> Self {
+        Self { shared: self.shared.clone(), resource: Arc::new(resource) }
+    }
+
+    pub fn resource(&self) -> &Resource {
+        &self.resource
+    }
+
+    pub fn cx(&self) -> &Cx<S> {
+        &self.shared.cx
+    }
+
+    /// A layer admitting only requests whose credential holds every one of `scopes`.
+    pub fn require(&self, scopes: &[&'static str]) -> Require<S> {
+        Require { guard: self.clone(), scopes: Arc::from(scopes) }
+    }
+
+    /// The RFC 9728 §2 metadata document of this resource.
+    pub fn metadata(&self) -> serde_json::Value {
+        serde_json::json!({
+            "resource": self.resource.identifier,
+            "authorization_servers": [self.shared.cx.settings.issuer],
+            "scopes_supported": self.resource.scopes,
+            "bearer_methods_supported": ["header"],
+            "resource_name": self.resource.name,
+        })
+    }
+
+    /// Renders a rejection for this resource.
+    pub fn reject(&self, r: Rejection) -> Response {
+        r.into_response_for(&self.resource.metadata_url)
+    }
+
+    /// Authenticates the request's credential from `peer` (the TCP peer; trusted proxies'
+    /// `X-Forwarded-For` is applied), checks `required` scopes and charges the budgets.
+    pub async fn check(
+        &self,
+        headers: &HeaderMap,
+        peer: IpAddr,
+        required: &[&str],
+    ) -> Result<Admitted, Rejection> {
+        let principal = self.authenticate(headers, peer).await?;
+        self.admit(principal, required).await
+    }
+
+    /// Who is calling: the first half of [`Guard::check`] (no scope check, no budget spent).
+    pub async fn authenticate(&self, headers: &HeaderMap, peer: IpAddr) -> Result<Principal, Rejection> {
+        let cx = &self.shared.cx;
+        let ip = client_ip::client_ip(&cx.settings.trusted_proxies, peer, headers);
+        let token = bearer(headers).ok_or(Rejection::Missing)?;
+        if ApiKeySecret::looks_like(token) {
+            let key = authenticate_key_with(cx, token, ip, true).await.map_err(|e| match e {
+                KeyRejection::Internal => Rejection::Internal,
+                KeyRejection::AddressNotAllowed => Rejection::IpNotAllowed(ip),
+                other => Rejection::InvalidToken(other.to_string()),
+            })?;
+            return Ok(Principal {
+                workspace_id: key.workspace_id.clone(),
+                kind: CredentialKind::ApiKey,
+                credential_id: key.id.to_string(),
+                scopes: key.scopes.clone(),
+                user_id: None,
+                client_id: None,
+                grant_id: None,
+                minted_by: None,
+                ip,
+                rate_limit: key.rate_limit,
+            });
+        }
+        if token.split('.').count() != 3 {
+            return Err(Rejection::InvalidToken("the credential is not one this server issued".into()));
+        }
+        let token_err = |e: portcullis_proto::OAuthError| {
+            if e.code == ErrorCode::ServerError {
+                Rejection::Internal
+            } else {
+                Rejection::InvalidToken(
+                    e.description.map_or_else(|| "the access token is invalid".into(), |d| d.into_owned()),
+                )
+            }
+        };
+        let claims = verify_access_jwt(cx, token, self.shared.leeway_secs).await.map_err(token_err)?;
+        if !self.resource.audiences.contains(&claims.aud) {
+            return Err(Rejection::InvalidToken("the access token is meant for another resource".into()));
+        }
+        let live = live_access(cx, claims, true).await.map_err(token_err)?;
+        let c = live.claims;
+        let kind = if c.token_use.as_deref() == Some(portcullis_core::service_tokens::TOKEN_USE) {
+            CredentialKind::ServiceToken
+        } else {
+            CredentialKind::AccessToken
+        };
+        Ok(Principal {
+            workspace_id: WorkspaceId::from_string(c.workspace_id.as_str()),
+            kind,
+            credential_id: c.jti,
+            scopes: live.scopes,
+            user_id: live.user_id,
+            client_id: (kind == CredentialKind::AccessToken).then_some(c.client_id),
+            grant_id: c.grant_id,
+            minted_by: c.minted_by,
+            ip,
+            rate_limit: None,
+        })
+    }
+
+    /// The second half of [`Guard::check`]: scopes, then budgets.
+    pub async fn admit(&self, principal: Principal, required: &[&str]) -> Result<Admitted, Rejection> {
+        let missing: Vec<String> =
+            required.iter().filter(|s| !principal.has(s)).map(|s| (*s).to_owned()).collect();
+        if !missing.is_empty() {
+            return Err(Rejection::InsufficientScope(missing));
+        }
+        let budget = self.charge(&principal).await?;
+        Ok(Admitted { principal, budget })
+    }
+
+    async fn charge(&self, p: &Principal) -> Result<Option<Decision>, Rejection> {
+        let cx = &self.shared.cx;
+        let b = self.shared.budgets;
+        let mut budgets = Vec::with_capacity(2);
+        let own = match p.kind {
+            CredentialKind::ApiKey => p.rate_limit.map(|limit| (format!("key:{}", p.credential_id), limit)),
+            CredentialKind::AccessToken => b.token.map(|limit| {
+                let bucket = match &p.grant_id {
+                    Some(g) => format!("grant:{g}"),
+                    None => format!("client:{}:{}", p.workspace_id, p.client_id.as_deref().unwrap_or("-")),
+                };
+                (bucket, limit)
+            }),
+            CredentialKind::ServiceToken => b.token.map(|limit| {
+                (format!("minter:{}:{}", p.workspace_id, p.minted_by.as_deref().unwrap_or("-")), limit)
+            }),
+        };
+        if let Some((bucket, limit)) = own {
+            budgets.push(Budget { bucket, limit, policy: "credential" });
+        }
+        if let Some(limit) = b.workspace {
+            budgets.push(Budget { bucket: format!("ws:{}", p.workspace_id), limit, policy: "workspace" });
+        }
+        let now_ms = (cx.now().unix_timestamp_nanos() / 1_000_000) as i64;
+        match self.shared.limiter.charge(&budgets, now_ms).await {
+            Some(d) if !d.allowed => Err(Rejection::RateLimited(d)),
+            d => Ok(d),
+        }
+    }
+}
+
+/// The layer [`Guard::require`] returns.
+pub struct Require<S> {
+    guard: Guard<S>,
+    scopes: Arc<[&'static str]>,
+}
+
+impl<S> Clone for Require<S> {
+    fn clone(&self) -> Self {
+        Self { guard: self.guard.clone(), scopes: self.scopes.clone() }
+    }
+}
+
+impl<S, Svc> Layer<Svc> for Require<S> {
+    type Service = RequireService<S, Svc>;
+
+    fn layer(&self, inner: Svc) -> Self::Service {
+        RequireService { layer: self.clone(), inner }
+    }
+}
+
+/// The service of [`Require`]: admits or answers with the rejection, and adds the `RateLimit`
+/// headers to admitted responses. Needs the peer address as `ConnectInfo<SocketAddr>` (serve
+/// with `into_make_service_with_connect_info::<SocketAddr>()`).
+pub struct RequireService<S, Svc> {
+    layer: Require<S>,
+    inner: Svc,
+}
+
+impl<S, Svc: Clone> Clone for RequireService<S, Svc> {
+    fn clone(&self) -> Self {
+        Self { layer: self.layer.clone(), inner: self.inner.clone() }
+    }
+}
+
+impl<S, Svc> Service<Request<Body>> for RequireService<S, Svc>
+where
+    S: Store,
+    Svc: Service<Request<Body>, Response = Response> + Clone + Send + 'static,
+    Svc::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Svc::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, Svc::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<Body>) -> Self::Future {
+        let layer = self.layer.clone();
+        // The clone that was polled ready is the one to call (tower's Service contract).
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        Box::pin(async move {
+            let guard = &layer.guard;
+            let Some(peer) = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip()) else {
+                tracing::error!(
+                    "the guard needs ConnectInfo<SocketAddr>: serve with into_make_service_with_connect_info"
+                );
+                return Ok(guard.reject(Rejection::Internal));
+            };
+            match guard.check(req.headers(), peer, &layer.scopes).await {
+                Ok(admitted) => {
+                    req.extensions_mut().insert(admitted.principal);
+                    let mut resp = inner.call(req).await?;
+                    if let Some(d) = &admitted.budget {
+                        rejection::rate_limit_headers(d, resp.headers_mut());
+                    }
+                    Ok(resp)
+                }
+                Err(r) => Ok(guard.reject(r)),
+            }
+        })
+    }
+}
