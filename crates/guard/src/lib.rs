@@ -137,8 +137,8 @@ impl<S: Store> Guard<S> {
     }
 
     /// A layer admitting only requests whose credential holds every one of `scopes`.
-    pub fn require(&self, scopes: &[&'static str]) -> Require<S> {
-        Require { guard: self.clone(), scopes: Arc::from(scopes) }
+    pub fn require(&self, scopes: &[&str]) -> Require<S> {
+        Require { guard: self.clone(), scopes: scopes.iter().map(|s| (*s).to_owned()).collect() }
     }
 
     /// The RFC 9728 §2 metadata document of this resource.
@@ -163,7 +163,7 @@ impl<S: Store> Guard<S> {
         &self,
         headers: &HeaderMap,
         peer: IpAddr,
-        required: &[&str],
+        required: &[impl AsRef<str>],
     ) -> Result<Admitted, Rejection> {
         let principal = self.authenticate(headers, peer).await?;
         self.admit(principal, required).await
@@ -231,9 +231,13 @@ impl<S: Store> Guard<S> {
     }
 
     /// The second half of [`Guard::check`]: scopes, then budgets.
-    pub async fn admit(&self, principal: Principal, required: &[&str]) -> Result<Admitted, Rejection> {
+    pub async fn admit(
+        &self,
+        principal: Principal,
+        required: &[impl AsRef<str>],
+    ) -> Result<Admitted, Rejection> {
         let missing: Vec<String> =
-            required.iter().filter(|s| !principal.has(s)).map(|s| (*s).to_owned()).collect();
+            required.iter().map(AsRef::as_ref).filter(|s| !principal.has(s)).map(str::to_owned).collect();
         if !missing.is_empty() {
             return Err(Rejection::InsufficientScope(missing));
         }
@@ -275,7 +279,7 @@ impl<S: Store> Guard<S> {
 /// The layer [`Guard::require`] returns.
 pub struct Require<S> {
     guard: Guard<S>,
-    scopes: Arc<[&'static str]>,
+    scopes: Arc<[String]>,
 }
 
 impl<S> Clone for Require<S> {

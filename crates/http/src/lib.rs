@@ -11,6 +11,7 @@
 //! - [`cookies`]: the session and CSRF cookies.
 //! - [`reference`]: the built-in reference API (contacts, messages, broadcasts, flows), each
 //!   route behind the guard ([`portcullis_guard`]) with its scope; RFC 9728 metadata.
+//! - [`gateway`]: gateway mode, a guarded reverse proxy to upstream APIs from a route table.
 //! - [`api`]: the admin API (`/api/v1`), its problem details and generated OpenAPI document.
 //!
 //! # Decisions
@@ -20,6 +21,7 @@
 
 pub mod api;
 pub mod cookies;
+pub mod gateway;
 pub mod paths;
 pub mod reference;
 pub mod responses;
@@ -44,6 +46,8 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub struct Protection {
     pub limiter: Limiter,
     pub budgets: Budgets,
+    /// Gateway routes to upstream APIs ([`gateway`]).
+    pub gateway: Vec<gateway::GatewayRoute>,
 }
 
 /// The complete application router, with in-process rate limits.
@@ -52,16 +56,28 @@ pub fn router<S: Store>(cx: Cx<S>) -> Router {
 }
 
 /// The guard of the reference API (the resource `{issuer}/api`).
-pub fn reference_guard<S: Store>(cx: &Cx<S>, protection: Protection) -> Guard<S> {
+/// Gateway routes share it: their scopes are added to the metadata's `scopes_supported`.
+pub fn reference_guard<S: Store>(
+    cx: &Cx<S>,
+    limiter: Limiter,
+    budgets: Budgets,
+    gateway: &[gateway::GatewayRoute],
+) -> Guard<S> {
+    let mut scopes: Vec<String> = REFERENCE_SCOPES.iter().map(|s| (*s).to_owned()).collect();
+    for r in gateway {
+        scopes.extend(r.scopes.iter().cloned());
+    }
+    scopes.sort();
+    scopes.dedup();
     let issuer = &cx.settings.issuer;
     let resource = Resource {
         identifier: cx.settings.audience.clone(),
         metadata_url: paths::url(issuer, paths::PROTECTED_RESOURCE),
         audiences: vec![cx.settings.audience.clone()],
-        scopes: REFERENCE_SCOPES.iter().map(|s| (*s).to_owned()).collect(),
-        name: "Portcullis reference API".into(),
+        scopes,
+        name: "Portcullis protected API".into(),
     };
-    Guard::new(cx.clone(), resource, protection.limiter, protection.budgets)
+    Guard::new(cx.clone(), resource, limiter, budgets)
 }
 
 /// The scopes the reference API (and its MCP tools) understand.
@@ -81,11 +97,13 @@ pub const REFERENCE_SCOPES: &[&str] = &[
 /// The complete application router.
 pub fn router_with<S: Store>(cx: Cx<S>, protection: Protection) -> Router {
     use routes::{browser, meta, token};
-    let guard = reference_guard(&cx, protection);
+    let Protection { limiter, budgets, gateway: gateway_routes } = protection;
+    let guard = reference_guard(&cx, limiter, budgets, &gateway_routes);
     let prm = guard.metadata();
     Router::new()
         .route(paths::PROTECTED_RESOURCE, get(move || async move { routes::meta::public_document(&prm) }))
         .merge(reference::router(&guard))
+        .merge(gateway::router(&guard, &gateway_routes, gateway::upstream_client()))
         .route(paths::HEALTHZ, get(meta::healthz::<S>))
         .route(paths::AS_METADATA, get(meta::metadata::<S>))
         .route(paths::OIDC_METADATA, get(meta::metadata::<S>))

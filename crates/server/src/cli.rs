@@ -397,7 +397,11 @@ async fn serve<S: Store>(store: S, mut cfg: Config) -> Result<(), String> {
         Some(url) => portcullis_guard::Limiter::redis(url.expose_secret(), "portcullis:rl:").await?,
         None => portcullis_guard::Limiter::default(),
     };
-    let protection = portcullis_http::Protection { limiter, budgets: cfg.budgets };
+    let gateway = portcullis_http::gateway::parse_routes(&cfg.gateway_routes, &cx.catalogue)?;
+    if !gateway.is_empty() {
+        tracing::info!(routes = gateway.len(), "gateway mode: proxying guarded routes upstream");
+    }
+    let protection = portcullis_http::Protection { limiter, budgets: cfg.budgets, gateway };
     let app = Application::build_with(cx, listener, protection);
     tracing::info!(%addr, issuer = %cfg.issuer, database = %redact(&cfg.database_url), "portcullis listening");
     app.run_until(shutdown_signal()).await.map_err(|e| e.to_string())?;

@@ -102,6 +102,15 @@ pub struct FileConfig {
     pub workspace_rate_limit: Option<String>,
     pub token_rate_limit: Option<String>,
     pub credential_cache_ttl: Option<String>,
+    pub gateway: Option<GatewayFile>,
+}
+
+/// `[gateway]`: the route table of gateway mode.
+#[derive(Deserialize, Debug, Default, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayFile {
+    #[serde(default)]
+    pub routes: Vec<portcullis_http::gateway::RouteConfig>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -132,6 +141,8 @@ pub struct Config {
     pub redis_url: Option<SecretString>,
     pub budgets: portcullis_guard::Budgets,
     pub credential_cache_ttl: Duration,
+    /// Gateway routes as configured (checked against the catalogue at startup).
+    pub gateway_routes: Vec<portcullis_http::gateway::RouteConfig>,
 }
 
 pub const DEFAULT_BIND: &str = "127.0.0.1:8080";
@@ -245,6 +256,7 @@ pub fn resolve(
         redis_url: s.redis_url.clone().or(file.redis_url).map(SecretString::from),
         budgets,
         credential_cache_ttl,
+        gateway_routes: file.gateway.map(|g| g.routes).unwrap_or_default(),
         key_environment,
         trusted_proxies,
         bind,

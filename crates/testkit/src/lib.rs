@@ -59,6 +59,8 @@ pub struct Options {
     pub redis_url: Option<String>,
     /// The guard's workspace and token budgets.
     pub budgets: portcullis_guard::Budgets,
+    /// Gateway routes (as in the `[[gateway.routes]]` configuration).
+    pub gateway: Vec<portcullis_http::gateway::RouteConfig>,
 }
 
 /// A running server with its own database and clock.
@@ -119,7 +121,9 @@ impl TestApp {
                 .expect("redis"),
             None => portcullis_guard::Limiter::default(),
         };
-        let protection = portcullis_http::Protection { limiter, budgets: opts.budgets };
+        let gateway =
+            portcullis_http::gateway::parse_routes(&opts.gateway, &catalogue).expect("gateway routes");
+        let protection = portcullis_http::Protection { limiter, budgets: opts.budgets, gateway };
         let (server, keys, usage, cache) = with_store!(&store, |s| {
             let cx = Cx::init(s.clone(), Arc::new(clock.clone()), settings, catalogue.clone(), kek.as_ref())
                 .await

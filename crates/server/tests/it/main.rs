@@ -7,6 +7,7 @@ mod discovery;
 mod federation;
 mod flow;
 mod flow_errors;
+mod gateway;
 mod guard;
 mod lifecycle;
 mod multiprocess;
