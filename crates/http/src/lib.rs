@@ -11,6 +11,7 @@
 //! - [`cookies`]: the session and CSRF cookies.
 //! - [`reference`]: the built-in reference API (contacts, messages, broadcasts, flows), each
 //!   route behind the guard ([`portcullis_guard`]) with its scope; RFC 9728 metadata.
+//! - [`mcp`]: the MCP endpoint (`/mcp`): reference API operations as tools, per-tool scopes.
 //! - [`gateway`]: gateway mode, a guarded reverse proxy to upstream APIs from a route table.
 //! - [`api`]: the admin API (`/api/v1`), its problem details and generated OpenAPI document.
 //!
@@ -22,6 +23,7 @@
 pub mod api;
 pub mod cookies;
 pub mod gateway;
+pub mod mcp;
 pub mod paths;
 pub mod reference;
 pub mod responses;
@@ -102,6 +104,7 @@ pub fn router_with<S: Store>(cx: Cx<S>, protection: Protection) -> Router {
     let prm = guard.metadata();
     Router::new()
         .route(paths::PROTECTED_RESOURCE, get(move || async move { routes::meta::public_document(&prm) }))
+        .merge(mcp::router(mcp::guard(&guard)))
         .merge(reference::router(&guard))
         .merge(gateway::router(&guard, &gateway_routes, gateway::upstream_client()))
         .route(paths::HEALTHZ, get(meta::healthz::<S>))

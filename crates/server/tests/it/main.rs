@@ -10,5 +10,6 @@ mod flow_errors;
 mod gateway;
 mod guard;
 mod lifecycle;
+mod mcp;
 mod multiprocess;
 mod support;
