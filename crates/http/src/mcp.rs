@@ -13,7 +13,7 @@
 use crate::api::problem::Problem;
 use crate::paths;
 use axum::Router;
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::Request;
 use axum::http::StatusCode;
 use axum::middleware::Next;
@@ -307,7 +307,7 @@ async fn tool_scopes<S: Store>(guard: Guard<S>, req: Request, next: Next) -> Res
             return guard.reject(Rejection::InsufficientScope(missing));
         }
     }
-    next.run(Request::from_parts(parts, Body::from(Bytes::from(bytes)))).await
+    next.run(Request::from_parts(parts, Body::from(bytes))).await
 }
 
 /// The MCP server handler: one per request (stateless).
