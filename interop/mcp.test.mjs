@@ -106,8 +106,8 @@ test('the MCP SDK authorizes from a 401 and calls tools within its scopes', asyn
   assert.equal(bad.isError, true, 'validation errors are tool results');
 
   // 5. Beyond scope: 403 insufficient_scope naming contacts:delete. The SDK recognises the
-  //    challenge and tries to step up (here by refreshing for that scope, which cannot add a
-  //    scope the grant lacks), then gives up: the call does not go through.
+  //    challenge and tries to step up (here by refreshing its token, which keeps the granted
+  //    scopes), then gives up: the call does not go through.
   const refused = await client.callTool({ name: 'delete_contact', arguments: { id } }).then(() => null, (e) => e);
   assert.equal(refused?.code, 403, String(refused));
   assert.match(refused.message, /after trying upscoping/);

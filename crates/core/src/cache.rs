@@ -1,6 +1,6 @@
-//! A short-lived, in-process cache of credential state for the guard: API keys by secret hash and
+//! A short-lived, in-process cache of credential state for the guard: API keys by secret hash,
 //! the live status of access tokens by `jti` (client, grant, family and the user's current
-//! permissions).
+//! permissions), and the claims of access tokens whose signature verified.
 //!
 //! Entries expire after [`crate::settings::Settings::credential_cache_ttl`] (5 s by default), so
 //! another replica's revocation or permission change is seen within that time. A change made in
@@ -66,6 +66,9 @@ pub struct CredentialCache {
     generation: AtomicU64,
     keys: Map<TokenHash, Option<ApiKey>>,
     live: Map<String, LiveStatus>,
+    /// Claims of access tokens whose signature verified, by SHA-256 of the token: the same bytes
+    /// verify the same way, so the ECDSA check runs once per token per TTL.
+    verified: Map<[u8; 32], crate::oauth::tokens::AccessClaims>,
 }
 
 impl CredentialCache {
@@ -98,6 +101,25 @@ impl CredentialCache {
 
     pub fn put_live(&self, jti: &str, status: LiveStatus, now: OffsetDateTime, generation: u64) {
         self.live.put(jti.to_owned(), status, now, generation);
+    }
+
+    pub fn verified(
+        &self,
+        token_hash: &[u8; 32],
+        now: OffsetDateTime,
+        ttl: Duration,
+    ) -> Option<crate::oauth::tokens::AccessClaims> {
+        self.verified.get(token_hash, now, ttl, self.generation())
+    }
+
+    pub fn put_verified(
+        &self,
+        token_hash: [u8; 32],
+        claims: crate::oauth::tokens::AccessClaims,
+        now: OffsetDateTime,
+        generation: u64,
+    ) {
+        self.verified.put(token_hash, claims, now, generation);
     }
 }
 

@@ -1,7 +1,7 @@
 //! The context every core operation receives: storage, clock, settings, catalogue, keys.
 
 use crate::admin::Admin;
-use crate::api_keys::{RateLimiter, UsageRecorder};
+use crate::api_keys::UsageRecorder;
 use crate::cache::CredentialCache;
 use crate::federation::IssuerKeys;
 use crate::keys::{Keyring, Sealer};
@@ -25,8 +25,6 @@ pub struct Cx<S> {
     pub csrf_key: Arc<[u8; 32]>,
     /// API key uses waiting to be written (see [`crate::api_keys::UsageRecorder`]).
     pub usage: Arc<UsageRecorder>,
-    /// Per-key request budgets.
-    pub limiter: Arc<RateLimiter>,
     /// Cached signing keys of external issuers trusted for token exchange.
     pub issuer_keys: Arc<IssuerKeys>,
     /// Recently loaded credential state, for the guard (see [`crate::cache`]).
@@ -44,7 +42,6 @@ impl<S: Clone> Clone for Cx<S> {
             sealer: self.sealer.clone(),
             csrf_key: self.csrf_key.clone(),
             usage: self.usage.clone(),
-            limiter: self.limiter.clone(),
             issuer_keys: self.issuer_keys.clone(),
             cache: self.cache.clone(),
         }
@@ -74,7 +71,6 @@ impl<S: Store> Cx<S> {
             sealer,
             csrf_key: Arc::new(csrf_key),
             usage: Arc::default(),
-            limiter: Arc::default(),
             issuer_keys: Arc::default(),
             cache: Arc::default(),
         })

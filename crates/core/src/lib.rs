@@ -13,7 +13,7 @@
 //! - [`admin`]: workspaces, users, members, clients, grants and signing keys, as used by the CLI.
 //! - [`account`]: a signed-in user's own grants, and withdrawing consent.
 //! - [`api_keys`]: scoped API keys (create, rotate with grace, revoke, authenticate), batched
-//!   usage records, per-key rate limits.
+//!   usage records (budgets are enforced by the guard).
 //! - [`cache`]: recently loaded credential state for the guard, invalidated on change.
 //! - [`bundles`]: named scope lists expanded into credentials at creation.
 //! - [`service_tokens`]: 5–60 minute tokens, never stored, every mint recorded.

@@ -42,7 +42,7 @@ use axum::http::{HeaderMap, Request, header};
 use axum::response::Response;
 use portcullis_core::Cx;
 use portcullis_core::api_keys::{KeyRejection, authenticate_key_with};
-use portcullis_core::oauth::tokens::{live_access, verify_access_jwt};
+use portcullis_core::oauth::tokens::{live_access, verify_access_jwt_cached};
 use portcullis_domain::{ApiKeySecret, RateLimit, WorkspaceId};
 use portcullis_proto::ErrorCode;
 use portcullis_store::Store;
@@ -205,7 +205,7 @@ impl<S: Store> Guard<S> {
                 )
             }
         };
-        let claims = verify_access_jwt(cx, token, self.shared.leeway_secs).await.map_err(token_err)?;
+        let claims = verify_access_jwt_cached(cx, token, self.shared.leeway_secs).await.map_err(token_err)?;
         if !self.resource.audiences.contains(&claims.aud) {
             return Err(Rejection::InvalidToken("the access token is meant for another resource".into()));
         }

@@ -127,7 +127,7 @@ pub fn router_with<S: Store>(cx: Cx<S>, protection: Protection) -> Router {
         .route(paths::ACCOUNT, get(browser::account_page::<S>))
         .route(paths::ACCOUNT_REVOKE, post(browser::account_revoke::<S>))
         .route(paths::USERINFO, get(meta::userinfo::<S>).post(meta::userinfo::<S>))
-        .merge(api::router::<S>())
+        .merge(api::router::<S>().layer(axum::Extension(guard.clone())))
         .with_state(cx)
         .layer(SetResponseHeaderLayer::if_not_present(
             header::X_CONTENT_TYPE_OPTIONS,

@@ -56,6 +56,12 @@ pub fn router<S: Store>(g: &Guard<S>) -> Router<Cx<S>> {
         .route(p::FLOW_EXECUTE, post(execute_flow::<S>).layer(g.require(&["flows:execute"])))
 }
 
+/// The contact list at `path` with a fixed principal and **no guard**: the unauthenticated
+/// baseline `bench/guard` compares the guarded route against. Never mount it in a server.
+pub fn unguarded_contact_list<S: Store>(path: &str, principal: Principal) -> Router<Cx<S>> {
+    Router::new().route(path, get(list::<S, Contacts>)).layer(Extension(principal))
+}
+
 /// Which document kind a list route reads (one generic handler for the four lists).
 pub trait Kind: Send + Sync + 'static {
     const KIND: &'static str;

@@ -262,7 +262,42 @@ pub async fn verify_access_jwt<S: Store>(
     leeway_secs: i64,
 ) -> Result<AccessClaims, OAuthError> {
     let now = cx.now();
-    let claims: AccessClaims = match cx.keys.verify(token, ACCESS_TOKEN_TYP, now) {
+    let claims = verified_claims(cx, token, now).await?;
+    check_claims(cx, claims, now, leeway_secs)
+}
+
+/// [`verify_access_jwt`], reusing the claims of a token whose signature verified within the
+/// credential cache TTL (the guard's hot path: an ECDSA verification costs more than the rest
+/// of a request). Issuer and times are still checked on every call.
+pub async fn verify_access_jwt_cached<S: Store>(
+    cx: &Cx<S>,
+    token: &str,
+    leeway_secs: i64,
+) -> Result<AccessClaims, OAuthError> {
+    let now = cx.now();
+    let ttl = cx.settings.credential_cache_ttl;
+    if !ttl.is_positive() {
+        return verify_access_jwt(cx, token, leeway_secs).await;
+    }
+    let hash: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+    let claims = match cx.cache.verified(&hash, now, ttl) {
+        Some(c) => c,
+        None => {
+            let generation = cx.cache.snapshot();
+            let c = verified_claims(cx, token, now).await?;
+            cx.cache.put_verified(hash, c.clone(), now, generation);
+            c
+        }
+    };
+    check_claims(cx, claims, now, leeway_secs)
+}
+
+async fn verified_claims<S: Store>(
+    cx: &Cx<S>,
+    token: &str,
+    now: OffsetDateTime,
+) -> Result<AccessClaims, OAuthError> {
+    Ok(match cx.keys.verify(token, ACCESS_TOKEN_TYP, now) {
         Ok(c) => c,
         Err(VerifyError::UnknownKey) => {
             // Perhaps another replica rotated keys: reload once (throttled) and retry.
@@ -272,7 +307,15 @@ pub async fn verify_access_jwt<S: Store>(
                 .map_err(|_| invalid_token("the access token is invalid"))?
         }
         Err(_) => return Err(invalid_token("the access token is invalid")),
-    };
+    })
+}
+
+fn check_claims<S>(
+    cx: &Cx<S>,
+    claims: AccessClaims,
+    now: OffsetDateTime,
+    leeway_secs: i64,
+) -> Result<AccessClaims, OAuthError> {
     let ts = now.unix_timestamp();
     if claims.iss != cx.settings.issuer {
         return Err(invalid_token("the access token was issued by another server"));

@@ -1,18 +1,17 @@
-//! Who is calling the admin API: an API key (`Authorization: Bearer pcl_live_…`) or a live
-//! access token (a service token, typically). The workspace is the credential's own: nothing in
-//! the request can point a credential at another workspace.
+//! Who is calling the admin API: any credential the guard accepts (an API key or a live access
+//! token, typically a service token), authenticated and charged to its budgets by the same
+//! [`portcullis_guard::Guard`] as the protected API, so limits (shared through Redis when
+//! configured), caches and challenges are one implementation. The workspace is the
+//! credential's own: nothing in the request can point a credential at another workspace.
 
 use super::problem::Problem;
 use axum::extract::{ConnectInfo, FromRequestParts};
-use axum::http::header;
 use axum::http::request::Parts;
 use portcullis_core::Cx;
-use portcullis_core::api_keys::{KeyRejection, authenticate_key};
 use portcullis_core::events::Actor;
-use portcullis_core::oauth::tokens::check_access_token;
-use portcullis_domain::{ApiKeySecret, ScopeSet, WorkspaceId};
-use portcullis_guard::client_ip::client_ip;
-use portcullis_store::{ApiKey, Store, Workspace};
+use portcullis_domain::{ApiKeyId, ScopeSet};
+use portcullis_guard::{CredentialKind, Guard, Rejection};
+use portcullis_store::{Store, Workspace};
 use std::net::SocketAddr;
 
 /// An authenticated caller of the admin API.
@@ -21,13 +20,27 @@ pub struct Principal {
     pub scopes: ScopeSet,
     pub actor: Actor,
     /// Set when the caller used an API key (some operations need one).
-    pub key: Option<ApiKey>,
+    pub api_key: Option<ApiKeyId>,
 }
 
 impl Principal {
     /// RFC 6750 §3.1 `insufficient_scope` unless the credential holds `scope`.
     pub fn require(&self, scope: &str) -> Result<(), Problem> {
         if self.scopes.contains(scope) { Ok(()) } else { Err(Problem::insufficient_scope(scope)) }
+    }
+}
+
+/// The guard's refusal as an RFC 9457 problem (with the same challenge).
+fn problem(r: Rejection) -> Problem {
+    match r {
+        Rejection::Missing => {
+            Problem::unauthorized("send an API key or token as Authorization: Bearer …", None)
+        }
+        Rejection::InvalidToken(why) => Problem::unauthorized(why, Some("invalid_token")),
+        Rejection::IpNotAllowed(ip) => Problem::ip_not_allowed(ip),
+        Rejection::InsufficientScope(s) => Problem::insufficient_scope(&s.join(" ")),
+        Rejection::RateLimited(d) => Problem::rate_limited(d.retry_after_secs.unwrap_or(1)),
+        Rejection::Internal => Problem::internal(),
     }
 }
 
@@ -40,51 +53,15 @@ impl<S: Store> FromRequestParts<Cx<S>> for Principal {
             .get::<ConnectInfo<SocketAddr>>()
             .map(|c| c.0.ip())
             .ok_or_else(Problem::internal)?;
-        let ip = client_ip(&cx.settings.trusted_proxies, peer, &parts.headers);
-        if !parts.headers.contains_key(header::AUTHORIZATION) {
-            return Err(Problem::unauthorized("send an API key or token as Authorization: Bearer …", None));
-        }
-        let token = crate::routes::meta::bearer(&parts.headers).ok_or_else(|| {
-            Problem::unauthorized(
-                "the Authorization header must be Bearer <credential>",
-                Some("invalid_request"),
-            )
+        let guard = parts.extensions.get::<Guard<S>>().cloned().ok_or_else(|| {
+            tracing::error!("the admin API router is mounted without its guard");
+            Problem::internal()
         })?;
-
-        let (workspace_id, scopes, actor, key) = if ApiKeySecret::looks_like(token) {
-            let key = authenticate_key(cx, token, ip).await.map_err(|e| match e {
-                KeyRejection::Internal => Problem::internal(),
-                KeyRejection::AddressNotAllowed => {
-                    Problem::new(axum::http::StatusCode::FORBIDDEN, "forbidden", e.to_string())
-                }
-                other => Problem::unauthorized(other.to_string(), Some("invalid_token")),
-            })?;
-            if let Some(limit) = key.rate_limit {
-                let d = cx.limiter.charge(&key.id, limit, cx.now());
-                if !d.allowed {
-                    return Err(Problem::rate_limited(d.reset));
-                }
-            }
-            let actor = Actor { id: key.id.to_string(), ip: Some(ip) };
-            (key.workspace_id.clone(), key.scopes.clone(), actor, Some(key))
-        } else {
-            let live = check_access_token(cx, token).await.map_err(|e| {
-                if e.code == portcullis_proto::ErrorCode::ServerError {
-                    Problem::internal()
-                } else {
-                    Problem::unauthorized(
-                        e.description.as_deref().unwrap_or("invalid token").to_owned(),
-                        Some("invalid_token"),
-                    )
-                }
-            })?;
-            let actor =
-                Actor { id: live.claims.minted_by.clone().unwrap_or(live.claims.sub.clone()), ip: Some(ip) };
-            (WorkspaceId::from_string(live.claims.workspace_id.as_str()), live.scopes, actor, None)
-        };
+        let who = guard.authenticate(&parts.headers, peer).await.map_err(problem)?;
+        let who = guard.admit(who, &[] as &[&str]).await.map_err(problem)?.principal;
         let workspace = cx
             .store
-            .workspace_by_id(&workspace_id)
+            .workspace_by_id(&who.workspace_id)
             .await
             .map_err(|e| {
                 tracing::error!(error = %e, "loading the caller's workspace failed");
@@ -93,6 +70,22 @@ impl<S: Store> FromRequestParts<Cx<S>> for Principal {
             .ok_or_else(|| {
                 Problem::unauthorized("the credential's workspace no longer exists", Some("invalid_token"))
             })?;
-        Ok(Principal { workspace, scopes, actor, key })
+        let actor_id = match who.kind {
+            CredentialKind::ApiKey => who.credential_id.clone(),
+            CredentialKind::ServiceToken => {
+                who.minted_by.clone().unwrap_or_else(|| who.credential_id.clone())
+            }
+            CredentialKind::AccessToken => {
+                who.user_id.as_ref().map(|u| u.to_string()).or(who.client_id.clone()).unwrap_or_default()
+            }
+        };
+        let api_key =
+            (who.kind == CredentialKind::ApiKey).then(|| ApiKeyId::from_string(who.credential_id.as_str()));
+        Ok(Principal {
+            workspace,
+            scopes: who.scopes,
+            actor: Actor { id: actor_id, ip: Some(who.ip) },
+            api_key,
+        })
     }
 }

@@ -384,7 +384,7 @@ pub async fn mint_service_token<S: Store>(
     who: Principal,
     JsonBody(b): JsonBody<MintServiceToken>,
 ) -> ApiResult {
-    let Some(key) = &who.key else {
+    let Some(key_id) = &who.api_key else {
         return Err(Problem::new(
             StatusCode::FORBIDDEN,
             "forbidden",
@@ -406,7 +406,7 @@ pub async fn mint_service_token<S: Store>(
             b.bundle.as_deref(),
         )
         .await?;
-    admin.check_credential_scopes(&scopes, Some(&key.scopes))?;
+    admin.check_credential_scopes(&scopes, Some(&who.scopes))?;
     let t = service_tokens::mint(
         &cx,
         Mint {
@@ -415,7 +415,7 @@ pub async fn mint_service_token<S: Store>(
             ttl,
             actor: &who.actor,
             via: Via::ApiKey,
-            subject: key.id.as_str(),
+            subject: key_id.as_str(),
             detail: serde_json::json!({}),
         },
     )

@@ -69,13 +69,23 @@ impl Problem {
         }
     }
 
+    /// 401 for an API key used outside its CIDR allowlist (as the guard answers).
+    pub fn ip_not_allowed(ip: std::net::IpAddr) -> Self {
+        let detail = format!("this API key may not be used from {ip}");
+        let challenge = r#"Bearer realm="portcullis", error="invalid_token", error_description="the credential may not be used from this address""#;
+        Self {
+            challenge: Some(challenge.into()),
+            ..Self::new(StatusCode::UNAUTHORIZED, "ip_not_allowed", detail)
+        }
+    }
+
     pub fn rate_limited(retry_after: i64) -> Self {
         Self {
             retry_after: Some(retry_after.clamp(1, u32::MAX as i64) as u32),
             ..Self::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 "rate_limited",
-                "the API key's rate limit is exhausted",
+                "the credential's rate limit is exhausted",
             )
         }
     }

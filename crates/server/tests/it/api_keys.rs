@@ -433,8 +433,10 @@ async fn cidr_allowlist_rate_limit_and_usage(app: TestApp) {
         ..Default::default()
     };
     let far = app.create_key("acme", far).await.secret.expose().to_owned();
-    let v = problem(get(&app, &far, "/api/v1/workspace").await, StatusCode::FORBIDDEN, "forbidden").await;
-    assert_eq!(v["detail"], "the API key may not be used from this address");
+    // As on every guarded route: 401 ip_not_allowed, with the address it came from.
+    let v =
+        problem(get(&app, &far, "/api/v1/workspace").await, StatusCode::UNAUTHORIZED, "ip_not_allowed").await;
+    assert_eq!(v["detail"], "this API key may not be used from 127.0.0.1");
     let near = NewKey {
         name: "local".into(),
         scope: Some("contacts:read".into()),
