@@ -10,6 +10,7 @@ mod flow_errors;
 mod gateway;
 mod guard;
 mod lifecycle;
+mod matrix;
 mod mcp;
 mod multiprocess;
 mod support;
