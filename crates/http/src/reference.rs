@@ -122,15 +122,28 @@ async fn list<S: Store, K: Kind>(
     Ok(page(K::FIELD, api(&cx, &pr).list(K::KIND, after.as_deref(), limit).await?))
 }
 
-async fn create_contact<S: Store>(
-    State(cx): State<Cx<S>>,
-    Extension(pr): Extension<Principal>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> ApiResult {
-    let input = parse_json(&headers, &body)?;
-    Ok(ok(StatusCode::CREATED, &api(&cx, &pr).create_contact(input).await?))
+/// The POST handlers that create a document: a strict JSON body into one [`ReferenceApi`]
+/// method, 201 with the created document.
+macro_rules! create_handler {
+    ($($handler:ident => $method:ident),+ $(,)?) => {$(
+        async fn $handler<S: Store>(
+            State(cx): State<Cx<S>>,
+            Extension(pr): Extension<Principal>,
+            headers: HeaderMap,
+            body: Bytes,
+        ) -> ApiResult {
+            let input = parse_json(&headers, &body)?;
+            Ok(ok(StatusCode::CREATED, &api(&cx, &pr).$method(input).await?))
+        }
+    )+};
 }
+
+create_handler!(
+    create_contact => create_contact,
+    send_message => send_message,
+    create_broadcast => create_broadcast,
+    create_flow => create_flow,
+);
 
 async fn show_contact<S: Store>(
     State(cx): State<Cx<S>>,
@@ -158,36 +171,6 @@ async fn delete_contact<S: Store>(
 ) -> ApiResult {
     api(&cx, &pr).delete_contact(&id).await?;
     Ok(crate::api::no_content())
-}
-
-async fn send_message<S: Store>(
-    State(cx): State<Cx<S>>,
-    Extension(pr): Extension<Principal>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> ApiResult {
-    let input = parse_json(&headers, &body)?;
-    Ok(ok(StatusCode::CREATED, &api(&cx, &pr).send_message(input).await?))
-}
-
-async fn create_broadcast<S: Store>(
-    State(cx): State<Cx<S>>,
-    Extension(pr): Extension<Principal>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> ApiResult {
-    let input = parse_json(&headers, &body)?;
-    Ok(ok(StatusCode::CREATED, &api(&cx, &pr).create_broadcast(input).await?))
-}
-
-async fn create_flow<S: Store>(
-    State(cx): State<Cx<S>>,
-    Extension(pr): Extension<Principal>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> ApiResult {
-    let input = parse_json(&headers, &body)?;
-    Ok(ok(StatusCode::CREATED, &api(&cx, &pr).create_flow(input).await?))
 }
 
 async fn execute_flow<S: Store>(
