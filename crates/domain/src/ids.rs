@@ -80,6 +80,16 @@ prefixed_id!(
     EventId, "evt_"
 );
 
+prefixed_id!(
+    /// An audit log entry; stable across redeliveries, so receivers can deduplicate on it.
+    AuditEntryId, "aud_"
+);
+
+prefixed_id!(
+    /// A webhook sink that receives a workspace's audit entries.
+    AuditSinkId, "snk_"
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;

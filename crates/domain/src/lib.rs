@@ -1,6 +1,8 @@
 //! Validated newtypes and invariants shared by every Portcullis layer.
 //!
 //! # Layout
+//! - [`audit`]: the audit log's hash chain, RFC 9162 Merkle tree frontier and C2SP signed-note
+//!   checkpoints (pure functions; signing keys live in the core).
 //! - [`api_key`]: the API key format (environment prefix, 190 random bits, CRC32 checksum),
 //!   rate-limit specs (`600/min`) and CIDR allowlists.
 //! - [`clock`]: the [`Clock`] trait passed into everything that reads time, [`SystemClock`], and
@@ -18,6 +20,7 @@
 //! - Secret material is wrapped in `secrecy` types so it cannot be printed by accident.
 
 pub mod api_key;
+pub mod audit;
 pub mod clock;
 pub mod email;
 pub mod ids;
@@ -30,7 +33,8 @@ pub use api_key::{ApiKeySecret, KeyEnvironment, MalformedKey, RateLimit};
 pub use clock::{Clock, MockClock, SystemClock};
 pub use email::Email;
 pub use ids::{
-    ApiKeyId, BundleId, ClientId, EventId, FamilyId, GrantId, KeyId, TrustPolicyId, UserId, WorkspaceId,
+    ApiKeyId, AuditEntryId, AuditSinkId, BundleId, ClientId, EventId, FamilyId, GrantId, KeyId,
+    TrustPolicyId, UserId, WorkspaceId,
 };
 pub use redirect_uri::RedirectUri;
 pub use scope::{Scope, ScopeSet};

@@ -3,6 +3,7 @@
 //! # Layout
 //! - [`decode`]: conversions from column values to validated domain types; a value that fails
 //!   validation is reported as [`StoreError::Corrupt`], never silently accepted.
+//! - [`audit`]: the audit log's appends (head-row locking), searches and webhook sinks.
 //! - [`impl_sql_store!`]: the storage traits implemented once, in SQL both databases run
 //!   (`$N` placeholders, `RETURNING`, `ON CONFLICT`, partial unique indexes), expanded by each
 //!   backend crate for its own pool type.
@@ -23,6 +24,7 @@ pub use time;
 
 use portcullis_store::StoreError;
 
+pub mod audit;
 pub mod decode;
 
 /// Maps a sqlx error to a [`StoreError`]; `field` names what a uniqueness violation means.
@@ -1190,19 +1192,6 @@ macro_rules! impl_sql_store {
                 })
             }
 
-            fn event(row: &DbRow) -> StoreResult<Event> {
-                Ok(Event {
-                    id: $crate::portcullis_domain::EventId::from_string(col::<String>(row, "id")?),
-                    workspace_id: WorkspaceId::from_string(col::<String>(row, "workspace_id")?),
-                    kind: col(row, "kind")?,
-                    actor: col(row, "actor")?,
-                    subject: col(row, "subject")?,
-                    detail: col(row, "detail")?,
-                    ip: col(row, "ip")?,
-                    at: ts(row, "at")?,
-                })
-            }
-
             impl ApiKeyStore for $store {
                 async fn insert_api_key(&self, k: &ApiKey) -> StoreResult<()> {
                     sql!(
@@ -1581,39 +1570,6 @@ macro_rules! impl_sql_store {
                 }
             }
 
-            impl EventStore for $store {
-                async fn record_event(&self, e: &Event) -> StoreResult<()> {
-                    sql!(
-                        "INSERT INTO events (id, workspace_id, kind, actor, subject, detail, ip, at) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
-                    )
-                    .bind(e.id.as_str())
-                    .bind(e.workspace_id.as_str())
-                    .bind(&e.kind)
-                    .bind(&e.actor)
-                    .bind(&e.subject)
-                    .bind(&e.detail)
-                    .bind(&e.ip)
-                    .bind(e.at.unix_timestamp())
-                    .execute(&self.pool)
-                    .await
-                    .map_err(db)?;
-                    Ok(())
-                }
-
-                async fn list_events(&self, ws: &WorkspaceId, limit: i64) -> StoreResult<Vec<Event>> {
-                    sql!("SELECT * FROM events WHERE workspace_id = $1 ORDER BY at DESC, id DESC LIMIT $2")
-                        .bind(ws.as_str())
-                        .bind(limit)
-                        .fetch_all(&self.pool)
-                        .await
-                        .map_err(db)?
-                        .iter()
-                        .map(event)
-                        .collect()
-                }
-            }
-
             impl HealthCheck for $store {
                 async fn ping(&self) -> StoreResult<()> {
                     sql!("SELECT 1").execute(&self.pool).await.map_err(db)?;
@@ -1621,5 +1577,6 @@ macro_rules! impl_sql_store {
                 }
             }
         };
+        $crate::impl_sql_audit!($store, $db);
     };
 }

@@ -34,7 +34,8 @@ pub async fn run_all<S: Store>(store: S) {
     api_keys(&store).await;
     bundles(&store).await;
     trust_policies(&store).await;
-    events(&store).await;
+    audit_log(&store).await;
+    audit_sinks(&store).await;
     documents(&store).await;
     store.ping().await.expect("ping");
 }
@@ -759,26 +760,203 @@ async fn trust_policies<S: Store>(s: &S) {
     assert_eq!(s.trust_policy_by_id(&p.id).await.unwrap(), None);
 }
 
-async fn events<S: Store>(s: &S) {
-    let w = workspace("events");
+async fn audit_log<S: Store>(s: &S) {
+    use portcullis_domain::audit::{Frontier, GENESIS};
+    let w = workspace("audit");
     s.insert_workspace(&w).await.unwrap();
-    for i in 0..3 {
-        s.record_event(&Event {
-            id: EventId::generate(),
-            workspace_id: w.id.clone(),
-            kind: "service_token.minted".into(),
-            actor: "cli".into(),
-            subject: Some(format!("jti-{i}")),
-            detail: r#"{"scope":"a"}"#.into(),
-            ip: None,
-            at: t0() + Duration::seconds(i),
-        })
+    let rec = |i: i64| {
+        let mut r = AuditRecord::new("api.request", t0() + Duration::seconds(i));
+        r.workspace_id = Some(w.id.clone());
+        r.credential_id = Some(format!("key_{}", i % 3));
+        r.credential_kind = Some(if i % 2 == 0 { "api_key" } else { "access_token" }.into());
+        r.user_id = (i % 4 == 0).then(|| "usr_a".to_owned());
+        r.client_id = Some("cli_x".into());
+        r.ip = Some(format!("10.0.{}.1", i % 2).parse().unwrap());
+        r.route = Some("/api/v1/contacts/{id}".into());
+        r.path = Some(format!("/api/v1/contacts/ct_{i}"));
+        r.tool = (i == 5).then(|| "list_contacts".to_owned());
+        r.status = Some(if i % 5 == 4 { 403 } else { 200 });
+        r.pii_access = i % 2 == 0;
+        r.duration_us = Some(100 + i);
+        r
+    };
+    let mut system = AuditRecord::new("login.failed", t0());
+    system.params = r#"{"email":"h:abc"}"#.into();
+    let mut batch: Vec<AuditRecord> = (0..6).map(rec).collect();
+    batch.insert(2, system);
+    let placed = s.append_audit(&batch, t0()).await.unwrap();
+    assert_eq!(placed.len(), 7);
+    assert_eq!(placed[0], (w.id.as_str().to_owned(), 0));
+    assert_eq!(placed[2], (SYSTEM_LOG.to_owned(), 0));
+    assert_eq!(placed[6], (w.id.as_str().to_owned(), 5));
+    // Concurrent appends are serialised without gaps or forks.
+    let (first, second): (Vec<_>, Vec<_>) = ((6..10).map(rec).collect(), (10..14).map(rec).collect());
+    let (a, b) = tokio::join!(s.append_audit(&first, t0()), s.append_audit(&second, t0()));
+    a.unwrap();
+    b.unwrap();
+
+    let head = s.audit_head(w.id.as_str()).await.unwrap().unwrap();
+    assert_eq!(head.size, 14);
+    let entries = s.audit_entries(w.id.as_str(), 0, 100).await.unwrap();
+    assert_eq!(entries.len(), 14);
+    let mut prev = GENESIS;
+    let mut frontier = Frontier::default();
+    for (i, e) in entries.iter().enumerate() {
+        assert_eq!(e.seq, i as i64);
+        assert_eq!(e.prev_hash, prev, "entry {i} chained to its predecessor");
+        assert_eq!(e.expected_hash(), e.hash, "entry {i} stored as hashed");
+        prev = e.hash;
+        frontier.push(e.hash);
+    }
+    assert_eq!(head.head, prev);
+    assert_eq!(head.frontier, frontier);
+    let mut third = rec(3);
+    third.id = entries[3].record.id.clone();
+    assert_eq!(entries[3].record, third, "every field round-trips");
+    assert_eq!(s.audit_entries(w.id.as_str(), 12, 100).await.unwrap().len(), 2);
+    let heads = s.audit_heads().await.unwrap();
+    assert!(heads.iter().any(|h| h.log == SYSTEM_LOG && h.size >= 1));
+
+    // Search: newest first, every filter, cursor.
+    let q = |f: &dyn Fn(&mut AuditQuery)| {
+        let mut q = AuditQuery { log: w.id.as_str().into(), limit: 100, ..Default::default() };
+        f(&mut q);
+        q
+    };
+    // Records are identified by their offset from t0 (the concurrent batches may interleave).
+    let seqs =
+        |v: Vec<AuditEntry>| v.into_iter().map(|e| (e.record.at - t0()).whole_seconds()).collect::<Vec<_>>();
+    let all = seqs(s.search_audit(&q(&|_| {})).await.unwrap());
+    assert_eq!(all, (0..14).rev().collect::<Vec<_>>());
+    type Case = (Box<dyn Fn(&mut AuditQuery)>, Vec<i64>);
+    let cases: Vec<Case> = vec![
+        (Box::new(|q| q.credential_id = Some("key_1".into())), vec![13, 10, 7, 4, 1]),
+        (Box::new(|q| q.credential_kind = Some("api_key".into())), vec![12, 10, 8, 6, 4, 2, 0]),
+        (Box::new(|q| q.user_id = Some("usr_a".into())), vec![12, 8, 4, 0]),
+        (Box::new(|q| q.client_id = Some("cli_y".into())), vec![]),
+        (Box::new(|q| q.ip = Some("10.0.1.0/24".parse().unwrap())), vec![13, 11, 9, 7, 5, 3, 1]),
+        (Box::new(|q| q.ip = Some("10.0.0.1/32".parse().unwrap())), vec![12, 10, 8, 6, 4, 2, 0]),
+        (Box::new(|q| q.route = Some("/api/v1/contacts/ct_3".into())), vec![3]),
+        (Box::new(|q| q.route = Some("/api/v1/contacts/{id}".into())), (0..14).rev().collect()),
+        (Box::new(|q| q.tool = Some("list_contacts".into())), vec![5]),
+        (Box::new(|q| q.status = Some((400, 499))), vec![9, 4]),
+        (Box::new(|q| q.status = Some((200, 200))), vec![13, 12, 11, 10, 8, 7, 6, 5, 3, 2, 1, 0]),
+        (Box::new(|q| q.pii = Some(true)), vec![12, 10, 8, 6, 4, 2, 0]),
+        (Box::new(|q| q.event = Some("login.failed".into())), vec![]),
+        (
+            Box::new(|q| {
+                q.from = Some(t0() + Duration::seconds(3));
+                q.to = Some(t0() + Duration::seconds(5));
+            }),
+            vec![5, 4, 3],
+        ),
+    ];
+    for (i, (f, want)) in cases.into_iter().enumerate() {
+        assert_eq!(seqs(s.search_audit(&q(&*f)).await.unwrap()), want, "search case {i}");
+    }
+    let page = s
+        .search_audit(&q(&|q| {
+            q.pii = Some(true);
+            q.limit = 3;
+        }))
         .await
         .unwrap();
-    }
-    let got = s.list_events(&w.id, 2).await.unwrap();
-    assert_eq!(got.len(), 2);
-    assert_eq!(got[0].subject.as_deref(), Some("jti-2"), "newest first");
+    let last = page.last().unwrap();
+    let cursor = (last.record.at_micros(), last.seq);
+    assert_eq!(seqs(page), vec![12, 10, 8]);
+    let next = s
+        .search_audit(&q(&|q| {
+            q.pii = Some(true);
+            q.limit = 2;
+            q.before = Some(cursor);
+        }))
+        .await
+        .unwrap();
+    assert_eq!(seqs(next), vec![6, 4], "the cursor continues where the page ended");
+    let by_value = AuditQuery {
+        log: SYSTEM_LOG.into(),
+        limit: 10,
+        param_value: Some("h:abc".into()),
+        ..Default::default()
+    };
+    assert_eq!(s.search_audit(&by_value).await.unwrap().len(), 1, "a parameter value is found");
+    let wildcard = AuditQuery {
+        log: SYSTEM_LOG.into(),
+        limit: 10,
+        param_value: Some("h:a_c".into()),
+        ..Default::default()
+    };
+    assert!(s.search_audit(&wildcard).await.unwrap().is_empty(), "LIKE wildcards in the value are literal");
+    let sys = s
+        .search_audit(&AuditQuery { log: SYSTEM_LOG.into(), limit: 10, ..Default::default() })
+        .await
+        .unwrap();
+    assert!(sys.iter().any(|e| e.record.params == r#"{"email":"h:abc"}"#));
+
+    assert_eq!(s.audit_seq_at(w.id.as_str(), t0() + Duration::seconds(4)).await.unwrap(), Some(4));
+    assert_eq!(s.audit_seq_at(w.id.as_str(), t0() + Duration::days(1)).await.unwrap(), None);
+
+    // Checkpoints are unique per size; pruning keeps them.
+    let mut at8 = Frontier::default();
+    entries[..8].iter().for_each(|e| at8.push(e.hash));
+    let cp = AuditCheckpoint {
+        log: w.id.as_str().into(),
+        size: 8,
+        root: at8.root(),
+        head: entries[7].hash,
+        frontier: at8,
+        note: "note".into(),
+        created_at: t0(),
+    };
+    assert!(s.insert_audit_checkpoint(&cp).await.unwrap());
+    assert!(!s.insert_audit_checkpoint(&cp).await.unwrap());
+    assert_eq!(s.audit_checkpoints(w.id.as_str()).await.unwrap(), vec![cp]);
+    assert_eq!(s.prune_audit(w.id.as_str(), 8).await.unwrap(), 8);
+    assert_eq!(s.audit_entries(w.id.as_str(), 0, 100).await.unwrap()[0].seq, 8);
+    assert_eq!(s.audit_checkpoints(w.id.as_str()).await.unwrap().len(), 1);
+    assert_eq!(s.audit_head(w.id.as_str()).await.unwrap().unwrap().size, 14, "size survives pruning");
+    assert_eq!(s.audit_head("ws_none").await.unwrap(), None);
+}
+
+async fn audit_sinks<S: Store>(s: &S) {
+    use portcullis_domain::AuditSinkId;
+    let w = workspace("sinks");
+    s.insert_workspace(&w).await.unwrap();
+    let sink = AuditSink {
+        id: AuditSinkId::generate(),
+        workspace_id: w.id.clone(),
+        url: "https://siem.example/hook".into(),
+        secret_sealed: vec![1, 2, 3],
+        cursor: 0,
+        created_at: t0(),
+        disabled_at: None,
+        failures: 0,
+        last_error: None,
+        last_delivery_at: None,
+    };
+    s.insert_audit_sink(&sink).await.unwrap();
+    assert_eq!(s.audit_sink(&sink.id).await.unwrap(), Some(sink.clone()));
+    assert_eq!(s.list_audit_sinks(Some(&w.id)).await.unwrap().len(), 1);
+    assert!(s.list_audit_sinks(None).await.unwrap().iter().any(|x| x.id == sink.id));
+    let until = t0() + Duration::seconds(30);
+    assert_eq!(s.lease_audit_sink(&sink.id, "a", t0(), until).await.unwrap(), SinkLease::Taken);
+    assert_eq!(s.lease_audit_sink(&sink.id, "b", t0(), until).await.unwrap(), SinkLease::HeldElsewhere);
+    assert_eq!(s.lease_audit_sink(&sink.id, "a", t0(), until).await.unwrap(), SinkLease::Taken);
+    assert_eq!(
+        s.lease_audit_sink(&sink.id, "b", until, until + Duration::seconds(30)).await.unwrap(),
+        SinkLease::Taken
+    );
+    s.record_sink_delivery(&sink.id, None, Some("HTTP 500"), t0()).await.unwrap();
+    s.record_sink_delivery(&sink.id, None, Some("HTTP 502"), t0()).await.unwrap();
+    let got = s.audit_sink(&sink.id).await.unwrap().unwrap();
+    assert_eq!((got.failures, got.last_error.as_deref(), got.cursor), (2, Some("HTTP 502"), 0));
+    s.record_sink_delivery(&sink.id, Some(10), None, t0()).await.unwrap();
+    s.record_sink_delivery(&sink.id, Some(4), None, t0()).await.unwrap();
+    let got = s.audit_sink(&sink.id).await.unwrap().unwrap();
+    assert_eq!((got.failures, got.last_error, got.cursor), (0, None, 10), "cursor never moves back");
+    assert_eq!(got.last_delivery_at, Some(t0()));
+    assert!(s.disable_audit_sink(&sink.id, t0()).await.unwrap());
+    assert!(!s.disable_audit_sink(&sink.id, t0()).await.unwrap());
 }
 
 async fn documents<S: Store>(s: &S) {

@@ -3,6 +3,7 @@
 //!
 //! # Layout
 //! - [`records`]: plain data as stored (secrets only as [`TokenHash`]es).
+//! - [`audit`]: audit log records, their canonical hashing, checkpoints, queries and sinks.
 //! - [`error`]: [`StoreError`], the one error type of every storage call.
 //! - [`traits`]: one trait per area ([`WorkspaceStore`], [`AuthorizationStore`], …) and the
 //!   [`Store`] umbrella the core is generic over.
@@ -19,12 +20,14 @@
 //!
 //! [`TokenHash`]: portcullis_domain::TokenHash
 
+pub mod audit;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 pub mod error;
 pub mod records;
 pub mod traits;
 
+pub use audit::*;
 pub use error::StoreError;
 pub use records::*;
 pub use traits::*;

@@ -3,8 +3,8 @@
 
 pub use portcullis_domain::api_key::IpNet;
 use portcullis_domain::{
-    ApiKeyId, BundleId, ClientId, Email, EventId, FamilyId, GrantId, KeyEnvironment, KeyId, RateLimit,
-    RedirectUri, ScopeSet, Slug, TokenHash, TrustPolicyId, UserId, WorkspaceId,
+    ApiKeyId, BundleId, ClientId, Email, FamilyId, GrantId, KeyEnvironment, KeyId, RateLimit, RedirectUri,
+    ScopeSet, Slug, TokenHash, TrustPolicyId, UserId, WorkspaceId,
 };
 use time::{Duration, OffsetDateTime};
 
@@ -366,23 +366,6 @@ pub struct TrustPolicy {
     pub scopes: ScopeSet,
     pub max_ttl: Duration,
     pub created_at: OffsetDateTime,
-}
-
-/// Something that happened, recorded for operators (key lifecycle, service-token mints).
-#[derive(Clone, Debug, PartialEq)]
-pub struct Event {
-    pub id: EventId,
-    pub workspace_id: WorkspaceId,
-    /// `api_key.created`, `service_token.minted`, …
-    pub kind: String,
-    /// Who did it: `cli`, an API key id, a trust policy id with the external subject.
-    pub actor: String,
-    /// What it was done to (a key id, a bundle name, a token's `jti`).
-    pub subject: Option<String>,
-    /// JSON object with the details (never secrets).
-    pub detail: String,
-    pub ip: Option<String>,
-    pub at: OffsetDateTime,
 }
 
 /// A document of the built-in reference API (a contact, message, broadcast, flow or flow run):

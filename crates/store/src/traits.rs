@@ -1,9 +1,10 @@
 //! The storage traits. Each method is one atomic operation.
 
 use crate::StoreResult;
+use crate::audit::*;
 use crate::records::*;
 use portcullis_domain::{
-    ApiKeyId, ClientId, Email, FamilyId, GrantId, TokenHash, TrustPolicyId, UserId, WorkspaceId,
+    ApiKeyId, AuditSinkId, ClientId, Email, FamilyId, GrantId, TokenHash, TrustPolicyId, UserId, WorkspaceId,
 };
 use std::future::Future;
 use time::OffsetDateTime;
@@ -330,14 +331,74 @@ pub trait TrustPolicyStore {
     fn delete_trust_policy(&self, id: &TrustPolicyId) -> impl Future<Output = StoreResult<bool>> + Send;
 }
 
-pub trait EventStore {
-    fn record_event(&self, e: &Event) -> impl Future<Output = StoreResult<()>> + Send;
-    /// The workspace's newest events, newest first.
-    fn list_events(
+pub trait AuditStore {
+    /// Appends records to their logs (see [`AuditRecord::log`]) in one transaction: each log's
+    /// head is locked, every record gets the next position and is chained to its predecessor,
+    /// and the head moves on. Returns each record's (log, seq) in input order. Several processes
+    /// may append to one log at once; the database serialises them.
+    fn append_audit(
         &self,
-        ws: &WorkspaceId,
+        records: &[AuditRecord],
+        now: OffsetDateTime,
+    ) -> impl Future<Output = StoreResult<Vec<(String, i64)>>> + Send;
+    fn audit_head(&self, log: &str) -> impl Future<Output = StoreResult<Option<AuditHead>>> + Send;
+    /// Every log's head, ordered by log.
+    fn audit_heads(&self) -> impl Future<Output = StoreResult<Vec<AuditHead>>> + Send;
+    /// Entries of `log` with `seq >= from_seq`, ascending, at most `limit`.
+    fn audit_entries(
+        &self,
+        log: &str,
+        from_seq: i64,
         limit: i64,
-    ) -> impl Future<Output = StoreResult<Vec<Event>>> + Send;
+    ) -> impl Future<Output = StoreResult<Vec<AuditEntry>>> + Send;
+    /// Newest first, matching every filter of `q`.
+    fn search_audit(&self, q: &AuditQuery) -> impl Future<Output = StoreResult<Vec<AuditEntry>>> + Send;
+    /// The first position of `log` whose entry is at or after `at` (`None`: no such entry).
+    fn audit_seq_at(
+        &self,
+        log: &str,
+        at: OffsetDateTime,
+    ) -> impl Future<Output = StoreResult<Option<i64>>> + Send;
+    /// Stores a checkpoint; `false` if one of that size existed (another replica made it).
+    fn insert_audit_checkpoint(&self, c: &AuditCheckpoint) -> impl Future<Output = StoreResult<bool>> + Send;
+    /// A log's checkpoints, smallest first.
+    fn audit_checkpoints(&self, log: &str) -> impl Future<Output = StoreResult<Vec<AuditCheckpoint>>> + Send;
+    /// Deletes entries of `log` with `seq < below`; checkpoints stay. Returns how many went.
+    fn prune_audit(&self, log: &str, below: i64) -> impl Future<Output = StoreResult<u64>> + Send;
+}
+
+pub trait AuditSinkStore {
+    fn insert_audit_sink(&self, s: &AuditSink) -> impl Future<Output = StoreResult<()>> + Send;
+    fn audit_sink(&self, id: &AuditSinkId) -> impl Future<Output = StoreResult<Option<AuditSink>>> + Send;
+    /// All sinks (every workspace), for the delivery worker; or one workspace's.
+    fn list_audit_sinks(
+        &self,
+        ws: Option<&WorkspaceId>,
+    ) -> impl Future<Output = StoreResult<Vec<AuditSink>>> + Send;
+    /// Takes the sink's delivery lease until `until` if it is free (or expired) or already
+    /// `holder`'s, so one replica delivers to a sink at a time.
+    fn lease_audit_sink(
+        &self,
+        id: &AuditSinkId,
+        holder: &str,
+        now: OffsetDateTime,
+        until: OffsetDateTime,
+    ) -> impl Future<Output = StoreResult<SinkLease>> + Send;
+    /// Records a delivery attempt: on success the cursor moves to `cursor` (never backwards)
+    /// and failures reset; on failure the error is kept and failures counted.
+    fn record_sink_delivery(
+        &self,
+        id: &AuditSinkId,
+        cursor: Option<i64>,
+        error: Option<&str>,
+        now: OffsetDateTime,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Returns whether a live sink was disabled.
+    fn disable_audit_sink(
+        &self,
+        id: &AuditSinkId,
+        now: OffsetDateTime,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
 }
 
 /// Liveness of the backend, for `/healthz`.
@@ -359,7 +420,8 @@ pub trait Store:
     + ApiKeyStore
     + BundleStore
     + TrustPolicyStore
-    + EventStore
+    + AuditStore
+    + AuditSinkStore
     + DocumentStore
     + HealthCheck
     + Clone
@@ -382,7 +444,8 @@ impl<T> Store for T where
         + ApiKeyStore
         + BundleStore
         + TrustPolicyStore
-        + EventStore
+        + AuditStore
+        + AuditSinkStore
         + DocumentStore
         + HealthCheck
         + Clone
