@@ -46,6 +46,13 @@ pub async fn revoke<S: Store>(cx: &Cx<S>, session: &Session, grant_id: &str) -> 
     cx.cache.invalidate();
     if revoked {
         tracing::info!(event = "grant_revoked", by = "user", grant_id = %id, client_id = %g.client_id, "consent withdrawn");
+        let mut r = crate::events::entry("grant.revoked", cx.now(), Some(&g.workspace_id));
+        r.subject = Some(id.to_string());
+        r.client_id = Some(g.client_id.to_string());
+        r.user_id = Some(g.user_id.to_string());
+        r.actor = Some(g.user_id.to_string());
+        r.params = serde_json::json!({ "by": "user" }).to_string();
+        crate::events::write(cx.events(), r).await.map_err(internal)?;
     }
     Ok(revoked)
 }

@@ -19,6 +19,7 @@ use portcullis_store::{
     Client, Grant, GrantFilter, Membership, MembershipWrite, SigningKey, Store, StoreError, User, Workspace,
 };
 use secrecy::{ExposeSecret, SecretString};
+use serde_json::json;
 use std::sync::Arc;
 use time::Duration;
 
@@ -92,11 +93,48 @@ pub struct Admin<S> {
     pub key_environment: KeyEnvironment,
     /// Told about every change to credential state, so the guard's cache forgets it.
     pub cache: Arc<CredentialCache>,
+    /// The server's audit appender; without one, events are written straight to the store.
+    pub audit: Option<Arc<crate::audit::AuditLog>>,
 }
 
 impl<S: Store> Admin<S> {
     pub fn new(store: S, clock: Arc<dyn Clock>, catalogue: Arc<Catalogue>, sealer: Arc<Sealer>) -> Self {
-        Self { store, clock, catalogue, sealer, key_environment: KeyEnvironment::Live, cache: Arc::default() }
+        Self {
+            store,
+            clock,
+            catalogue,
+            sealer,
+            key_environment: KeyEnvironment::Live,
+            cache: Arc::default(),
+            audit: None,
+        }
+    }
+
+    /// Records a client event in the client's workspace (or the instance log for clients of
+    /// every workspace).
+    async fn client_event(
+        &self,
+        kind: &str,
+        client: &Client,
+        detail: serde_json::Value,
+    ) -> Result<(), AdminError> {
+        let mut r = crate::events::entry(kind, self.clock.now(), client.workspace_id.as_ref());
+        r.subject = Some(client.id.to_string());
+        r.client_id = Some(client.id.to_string());
+        r.actor = Some("admin".into());
+        r.params = detail.to_string();
+        Ok(crate::events::write(self.events(), r).await?)
+    }
+
+    /// Writes events through the server's audit appender.
+    pub fn with_audit(mut self, audit: Arc<crate::audit::AuditLog>) -> Self {
+        self.audit = Some(audit);
+        self
+    }
+
+    /// Where this context's events go.
+    pub fn events(&self) -> crate::events::Writer<'_, S> {
+        crate::events::Writer { store: &self.store, audit: self.audit.as_deref() }
     }
 
     /// Reports changes to `cache` (the server's; the CLI's own process has none worth telling).
@@ -205,6 +243,12 @@ impl<S: Store> Admin<S> {
         };
         let write = self.store.put_membership(&m).await?;
         self.cache.invalidate();
+        let mut r = crate::events::entry("member.updated", now, Some(&ws.id));
+        r.subject = Some(user.id.to_string());
+        r.user_id = Some(user.id.to_string());
+        r.actor = Some("admin".into());
+        r.params = json!({ "permissions": m.permissions.to_string() }).to_string();
+        crate::events::write(self.events(), r).await?;
         let stored = self.store.membership(&ws.id, &user.id).await?.unwrap_or(m);
         Ok((ws, user, stored, write))
     }
@@ -214,6 +258,11 @@ impl<S: Store> Admin<S> {
         let user = self.user(email).await?;
         if self.store.remove_membership(&ws.id, &user.id).await? {
             self.cache.invalidate();
+            let mut r = crate::events::entry("member.removed", self.clock.now(), Some(&ws.id));
+            r.subject = Some(user.id.to_string());
+            r.user_id = Some(user.id.to_string());
+            r.actor = Some("admin".into());
+            crate::events::write(self.events(), r).await?;
             Ok(())
         } else {
             Err(AdminError::NotFound(format!("{} is not a member of {}", user.email, ws.slug)))
@@ -361,6 +410,12 @@ impl<S: Store> Admin<S> {
             return Err(AdminError::Conflict(format!("client {id:?} changed meanwhile; try again")));
         }
         tracing::info!(event = "client_secret_rotated", client_id = %client.id, grace_seconds = grace.whole_seconds(), "client secret rotated");
+        self.client_event(
+            "client.secret_rotated",
+            &client,
+            json!({ "grace_seconds": grace.whole_seconds() }),
+        )
+        .await?;
         Ok(CreatedClient { client: self.client(id).await?, secret: Some(secret) })
     }
 
@@ -373,6 +428,7 @@ impl<S: Store> Admin<S> {
             return Err(AdminError::Conflict(format!("client {id:?} is already revoked")));
         }
         tracing::info!(event = "client_revoked", client_id = %client.id, "client revoked");
+        self.client_event("client.revoked", &client, json!({})).await?;
         self.client(id).await
     }
 
@@ -408,6 +464,13 @@ impl<S: Store> Admin<S> {
             return Err(AdminError::Conflict(format!("grant {id:?} is already revoked")));
         }
         tracing::info!(event = "grant_revoked", grant_id = %grant.id, client_id = %grant.client_id, "grant revoked");
+        let mut r = crate::events::entry("grant.revoked", self.clock.now(), Some(&grant.workspace_id));
+        r.subject = Some(grant.id.to_string());
+        r.client_id = Some(grant.client_id.to_string());
+        r.user_id = Some(grant.user_id.to_string());
+        r.actor = Some("admin".into());
+        r.params = json!({ "by": "admin" }).to_string();
+        crate::events::write(self.events(), r).await?;
         Ok(self.store.grant_by_id(&gid).await?.unwrap_or(grant))
     }
 

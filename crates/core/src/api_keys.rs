@@ -216,7 +216,7 @@ impl<S: Store> Admin<S> {
         };
         self.store.insert_api_key(&key).await?;
         let detail = json!({ "name": key.name, "scopes": key.scopes, "prefix": key.prefix });
-        events::record(&self.store, now, &ws.id, actor, "api_key.created", Some(key.id.as_str()), detail)
+        events::record(self.events(), now, &ws.id, actor, "api_key.created", Some(key.id.as_str()), detail)
             .await?;
         tracing::info!(event = "api_key_created", key_id = %key.id, workspace_id = %ws.id, "API key created");
         Ok(IssuedKey { key, secret })
@@ -268,7 +268,7 @@ impl<S: Store> Admin<S> {
         }
         let detail = json!({ "grace_seconds": grace.whole_seconds(), "prefix": secret.display_prefix() });
         events::record(
-            &self.store,
+            self.events(),
             now,
             &key.workspace_id,
             actor,
@@ -296,7 +296,7 @@ impl<S: Store> Admin<S> {
             return Err(AdminError::Conflict(format!("API key {id:?} is already revoked")));
         }
         events::record(
-            &self.store,
+            self.events(),
             now,
             &key.workspace_id,
             actor,

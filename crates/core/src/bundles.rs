@@ -79,7 +79,7 @@ impl<S: Store> Admin<S> {
             Err(e) => return Err(e.into()),
         }
         events::record(
-            &self.store,
+            self.events(),
             now,
             &ws.id,
             actor,
@@ -129,7 +129,7 @@ impl<S: Store> Admin<S> {
             return Err(AdminError::NotFound(format!("workspace {} has no bundle {name:?}", ws.slug)));
         }
         events::record(
-            &self.store,
+            self.events(),
             now,
             &ws.id,
             actor,
@@ -145,8 +145,16 @@ impl<S: Store> Admin<S> {
         if !self.store.delete_bundle(&ws.id, name).await? {
             return Err(AdminError::NotFound(format!("workspace {} has no bundle {name:?}", ws.slug)));
         }
-        events::record(&self.store, self.clock.now(), &ws.id, actor, "bundle.deleted", Some(name), json!({}))
-            .await?;
+        events::record(
+            self.events(),
+            self.clock.now(),
+            &ws.id,
+            actor,
+            "bundle.deleted",
+            Some(name),
+            json!({}),
+        )
+        .await?;
         Ok(())
     }
 

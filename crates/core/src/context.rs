@@ -2,6 +2,7 @@
 
 use crate::admin::Admin;
 use crate::api_keys::UsageRecorder;
+use crate::audit::{AuditLog, AuditSigner, Redactor};
 use crate::cache::CredentialCache;
 use crate::federation::IssuerKeys;
 use crate::keys::{Keyring, Sealer};
@@ -29,6 +30,8 @@ pub struct Cx<S> {
     pub issuer_keys: Arc<IssuerKeys>,
     /// Recently loaded credential state, for the guard (see [`crate::cache`]).
     pub cache: Arc<CredentialCache>,
+    /// The audit log's writer, checkpoint key and redaction rules (see [`crate::audit`]).
+    pub audit: Arc<AuditLog>,
 }
 
 impl<S: Clone> Clone for Cx<S> {
@@ -44,6 +47,7 @@ impl<S: Clone> Clone for Cx<S> {
             usage: self.usage.clone(),
             issuer_keys: self.issuer_keys.clone(),
             cache: self.cache.clone(),
+            audit: self.audit.clone(),
         }
     }
 }
@@ -62,6 +66,12 @@ impl<S: Store> Cx<S> {
         let keys = Arc::new(Keyring::new(sealer.clone()));
         keys.load(&store, now).await?;
         let csrf_key = server_key(&store, &sealer, "csrf", now).await?;
+        let signer = AuditSigner::from_seed(&server_key(&store, &sealer, "audit_signing", now).await?)?;
+        let redactor = Redactor::new(
+            &settings.audit.redaction,
+            server_key(&store, &sealer, "audit_pseudonym", now).await?,
+        );
+        let audit = AuditLog::start(store.clone(), clock.clone(), settings.audit.clone(), redactor, signer);
         Ok(Self {
             store,
             clock,
@@ -73,6 +83,7 @@ impl<S: Store> Cx<S> {
             usage: Arc::default(),
             issuer_keys: Arc::default(),
             cache: Arc::default(),
+            audit,
         })
     }
 
@@ -103,6 +114,51 @@ impl<S: Store> Cx<S> {
         Admin::new(self.store.clone(), self.clock.clone(), self.catalogue.clone(), self.sealer.clone())
             .with_key_environment(self.settings.key_environment)
             .with_cache(self.cache.clone())
+            .with_audit(self.audit.clone())
+    }
+
+    /// Where this context's events go.
+    pub fn events(&self) -> crate::events::Writer<'_, S> {
+        crate::events::Writer { store: &self.store, audit: Some(&self.audit) }
+    }
+
+    /// Checkpoints every log that grew every `checkpoint_interval`, and prunes past retention
+    /// once an hour.
+    pub fn spawn_audit_maintenance(&self) -> tokio::task::JoinHandle<()> {
+        let cx = self.clone();
+        tokio::spawn(async move {
+            let period =
+                cx.settings.audit.checkpoint_interval.unsigned_abs().max(std::time::Duration::from_secs(1));
+            let mut every = tokio::time::interval(period);
+            every.tick().await;
+            let mut last_prune: Option<OffsetDateTime> = None;
+            loop {
+                every.tick().await;
+                cx.audit_checkpoint().await;
+                let now = cx.now();
+                if last_prune.is_none_or(|t| now - t >= time::Duration::hours(1)) {
+                    last_prune = Some(now);
+                    if let Err(e) =
+                        crate::audit::retention::prune(&cx.store, now, cx.settings.audit.retention).await
+                    {
+                        tracing::error!(error = %e, "pruning the audit log failed");
+                    }
+                }
+            }
+        })
+    }
+
+    /// Streams audit entries to the workspaces' webhook sinks.
+    pub fn spawn_audit_sinks(&self) -> tokio::task::JoinHandle<()> {
+        let a = &self.settings.audit;
+        crate::audit::sinks::spawn_delivery(self.clone(), a.sink_poll, a.sink_retry_base)
+    }
+
+    /// Signs checkpoints of logs that grew (also done at shutdown, after the last flush).
+    pub async fn audit_checkpoint(&self) {
+        if let Err(e) = self.audit.checkpoint(&self.store, self.now()).await {
+            tracing::error!(error = %e, "checkpointing the audit log failed");
+        }
     }
 
     /// Writes recorded API key uses every [`crate::api_keys::USAGE_FLUSH_EVERY`].

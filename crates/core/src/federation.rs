@@ -156,8 +156,16 @@ impl<S: Store> Admin<S> {
         };
         self.store.insert_trust_policy(&p).await?;
         let detail = json!({ "issuer": p.issuer, "subject": p.subject, "scopes": p.scopes });
-        events::record(&self.store, now, &ws.id, actor, "trust_policy.created", Some(p.id.as_str()), detail)
-            .await?;
+        events::record(
+            self.events(),
+            now,
+            &ws.id,
+            actor,
+            "trust_policy.created",
+            Some(p.id.as_str()),
+            detail,
+        )
+        .await?;
         Ok(p)
     }
 
@@ -187,7 +195,7 @@ impl<S: Store> Admin<S> {
             return Err(AdminError::NotFound(format!("trust policy {id:?} does not exist")));
         }
         events::record(
-            &self.store,
+            self.events(),
             self.clock.now(),
             &p.workspace_id,
             actor,

@@ -22,7 +22,9 @@
 //! - [`reference`]: the built-in reference API (contacts, messages, broadcasts, flows) the
 //!   guard protects out of the box.
 //! - [`views`]: JSON views of records for the CLI and the admin API.
-//! - [`events`]: who did what ([`events::Actor`]), recorded per workspace.
+//! - [`audit`]: the tamper-evident audit log (group-commit appender, signed checkpoints,
+//!   redaction, verification, search, retention, export, webhook sinks).
+//! - [`events`]: who did what ([`events::Actor`]), recorded as audit entries.
 //!
 //! # Decisions
 //! - OAuth endpoints speak only [`portcullis_proto::OAuthError`]; internal failures are logged
@@ -35,6 +37,7 @@
 pub mod account;
 pub mod admin;
 pub mod api_keys;
+pub mod audit;
 pub mod bundles;
 pub mod cache;
 pub mod context;

@@ -98,7 +98,9 @@ pub async fn mint<S: Store>(cx: &Cx<S>, m: Mint<'_>) -> Result<TokenResponse, OA
     if let (Some(d), serde_json::Value::Object(extra)) = (detail.as_object_mut(), m.detail) {
         d.extend(extra);
     }
-    events::record(&cx.store, now, m.workspace, m.actor, "service_token.minted", Some(&claims.jti), detail)
+    // A token exchange (RFC 8693) is its own event kind, so exchanges can be searched for alone.
+    let kind = if m.via == Via::Federation { "token.exchanged" } else { "service_token.minted" };
+    events::record(cx.events(), now, m.workspace, m.actor, kind, Some(&claims.jti), detail)
         .await
         .map_err(internal)?;
     tracing::info!(event = "service_token_minted", workspace_id = %m.workspace, minted_by = %m.actor.id, jti = %claims.jti, "service token minted");

@@ -29,7 +29,18 @@ pub async fn login<S: Store>(
     cx: &Cx<S>,
     email: &str,
     password: SecretString,
+    ip: Option<std::net::IpAddr>,
 ) -> Result<SignedIn, LoginError> {
+    // Sign-ins are instance events (a user is not in one workspace); the email is kept only as
+    // its keyed hash, so attempts on one address can be found without storing it.
+    let attempt = |kind: &str, user: Option<&portcullis_store::User>| {
+        let mut r = crate::events::entry(kind, cx.now(), None);
+        r.ip = ip;
+        r.user_id = user.map(|u| u.id.to_string());
+        r.actor = r.user_id.clone();
+        r.params = serde_json::json!({ "email": cx.audit.redactor.pseudonym(email) }).to_string();
+        r
+    };
     let user = match Email::parse(email) {
         Ok(e) => cx.store.user_by_email(&e).await.map_err(|e| {
             internal(e);
@@ -38,8 +49,16 @@ pub async fn login<S: Store>(
         Err(_) => None,
     };
     let ok = passwords::verify(password, user.as_ref().map(|u| u.password_hash.clone())).await;
-    let Some(user) = user.filter(|_| ok) else {
+    let (user, known) = match user {
+        Some(u) if ok => (Some(u), None),
+        other => (None, other),
+    };
+    let Some(user) = user else {
         tracing::info!(event = "login_failed", "sign-in failed");
+        crate::events::write(cx.events(), attempt("login.failed", known.as_ref())).await.map_err(|e| {
+            internal(e);
+            LoginError::Internal
+        })?;
         return Err(LoginError::InvalidCredentials);
     };
     let now = cx.now();
@@ -56,6 +75,10 @@ pub async fn login<S: Store>(
         LoginError::Internal
     })?;
     tracing::info!(event = "login_succeeded", user_id = %user.id, "signed in");
+    crate::events::write(cx.events(), attempt("login.succeeded", Some(&user))).await.map_err(|e| {
+        internal(e);
+        LoginError::Internal
+    })?;
     Ok(SignedIn { cookie_value, session, user })
 }
 

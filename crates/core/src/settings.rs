@@ -33,6 +33,8 @@ pub struct Settings {
     /// permissions): the longest another replica's revocation can go unnoticed. Zero disables
     /// the cache.
     pub credential_cache_ttl: Duration,
+    /// The audit log: what is recorded, how durably, checkpoints, retention, redaction.
+    pub audit: crate::audit::AuditSettings,
 }
 
 /// The longest overlap window a client may have for concurrent refreshes.
@@ -66,6 +68,7 @@ impl Settings {
             key_environment: KeyEnvironment::Live,
             trusted_proxies: Vec::new(),
             credential_cache_ttl: Duration::seconds(5),
+            audit: crate::audit::AuditSettings::default(),
         }
     }
 

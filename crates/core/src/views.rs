@@ -2,7 +2,7 @@
 //! described in its OpenAPI document). Times are RFC 3339; secrets never appear.
 
 use crate::rfc3339;
-use portcullis_store::{Client, Event, Grant, Membership, User, Workspace};
+use portcullis_store::{AuditEntry, Client, Grant, Membership, User, Workspace};
 use serde::Serialize;
 
 #[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
@@ -122,16 +122,17 @@ pub struct EventView {
     pub at: String,
 }
 
-impl From<&Event> for EventView {
-    fn from(e: &Event) -> Self {
+impl From<&AuditEntry> for EventView {
+    fn from(e: &AuditEntry) -> Self {
+        let r = &e.record;
         Self {
-            id: e.id.to_string(),
-            kind: e.kind.clone(),
-            actor: e.actor.clone(),
-            subject: e.subject.clone(),
-            detail: serde_json::from_str(&e.detail).unwrap_or(serde_json::Value::Null),
-            ip: e.ip.clone(),
-            at: rfc3339(e.at),
+            id: r.id.to_string(),
+            kind: r.event.clone(),
+            actor: r.actor.clone().unwrap_or_default(),
+            subject: r.subject.clone(),
+            detail: serde_json::from_str(&r.params).unwrap_or(serde_json::Value::Null),
+            ip: r.ip.map(|ip| ip.to_string()),
+            at: rfc3339(r.at),
         }
     }
 }

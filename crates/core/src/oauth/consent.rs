@@ -140,6 +140,12 @@ pub async fn decide<S: Store>(
     let Decision::Allow { workspace } = decision else {
         take(cx, pending_id).await?;
         tracing::info!(event = "consent_denied", client_id = %client.id, user_id = %session.user_id, "consent denied");
+        let mut r = crate::events::entry("consent.denied", cx.now(), None);
+        r.client_id = Some(client.id.to_string());
+        r.user_id = Some(session.user_id.to_string());
+        r.actor = Some(session.user_id.to_string());
+        r.params = serde_json::json!({ "scope": req.scopes.to_string() }).to_string();
+        crate::events::write(cx.events(), r).await.map_err(|e| ConsentError::from(internal(e)))?;
         return Ok(back(OAuthError::access_denied("the user denied the request")));
     };
 
@@ -182,8 +188,9 @@ pub(crate) async fn record_grant<S: Store>(
         .map_err(internal)?
         .into_iter()
         .find(|g| g.workspace_id == *workspace)
-        .map(|g| g.scopes)
-        .unwrap_or_default();
+        .map(|g| g.scopes);
+    let created = previous.is_none();
+    let previous = previous.unwrap_or_default();
     let grant = cx
         .store
         .upsert_grant(&Grant {
@@ -202,6 +209,20 @@ pub(crate) async fn record_grant<S: Store>(
         event = "consent_given", client_id = %client.id, user_id = %session.user_id,
         workspace_id = %workspace, grant_id = %grant.id, scope = %granted, "consent given"
     );
+    let mut r = crate::events::entry("consent.given", now, Some(workspace));
+    r.client_id = Some(client.id.to_string());
+    r.user_id = Some(session.user_id.to_string());
+    r.actor = Some(session.user_id.to_string());
+    r.subject = Some(grant.id.to_string());
+    r.params = serde_json::json!({ "scope": granted.to_string(), "grant_scope": grant.scopes.to_string() })
+        .to_string();
+    crate::events::write(cx.events(), r.clone()).await.map_err(internal)?;
+    if created {
+        let mut g = r;
+        g.id = portcullis_domain::AuditEntryId::generate();
+        g.event = "grant.created".into();
+        crate::events::write(cx.events(), g).await.map_err(internal)?;
+    }
     Ok(grant)
 }
 

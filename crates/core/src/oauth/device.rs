@@ -209,6 +209,12 @@ pub async fn decide<S: Store>(
             return Err(DeviceError::NotFound);
         }
         tracing::info!(event = "consent_denied", client_id = %dc.client_id, user_id = %session.user_id, "device request denied");
+        let mut r = crate::events::entry("consent.denied", now, None);
+        r.client_id = Some(dc.client_id.to_string());
+        r.user_id = Some(session.user_id.to_string());
+        r.actor = Some(session.user_id.to_string());
+        r.params = serde_json::json!({ "flow": "device" }).to_string();
+        crate::events::write(cx.events(), r).await.map_err(internal)?;
         return Ok(false);
     };
     let client =

@@ -182,5 +182,8 @@ async fn replay<S: Store>(cx: &Cx<S>, family: &FamilyId) -> OAuthError {
         ),
         Err(e) => return internal(e),
     }
+    if let Err(e) = crate::events::family_replayed(cx, family, "refresh_token.replayed").await {
+        return internal(e);
+    }
     bad_token()
 }
