@@ -16,6 +16,8 @@
 //!   `RateLimit` headers.
 //! - [`ratelimit`]: GCRA budgets per credential and per workspace, in-process or in Redis.
 //! - [`client_ip`]: the caller's address behind trusted proxies.
+//! - [`audit`]: the audit entry of every call, allowed or refused ([`audit::AuditNote`] lets
+//!   handlers add the MCP tool or the personal-data flag).
 //!
 //! # Decisions
 //! - One `Authorization: Bearer` header carries any of the three credentials; they are told apart
@@ -27,6 +29,7 @@
 //!   [`portcullis_core::cache`], so a hot route costs no query; a revocation in this process is
 //!   seen at once, in another replica within `credential_cache_ttl` (5 s by default).
 
+pub mod audit;
 pub mod client_ip;
 pub mod principal;
 pub mod ratelimit;
@@ -93,11 +96,13 @@ struct Shared<S> {
 pub struct Guard<S> {
     shared: Arc<Shared<S>>,
     resource: Arc<Resource>,
+    /// The audit event of calls through this guard (`api.request`, `mcp.request`, …).
+    event: Arc<str>,
 }
 
 impl<S> Clone for Guard<S> {
     fn clone(&self) -> Self {
-        Self { shared: self.shared.clone(), resource: self.resource.clone() }
+        Self { shared: self.shared.clone(), resource: self.resource.clone(), event: self.event.clone() }
     }
 }
 
@@ -120,12 +125,18 @@ impl<S: Store> Guard<S> {
         Self {
             shared: Arc::new(Shared { cx, limiter, budgets, leeway_secs: DEFAULT_LEEWAY_SECS }),
             resource: Arc::new(resource),
+            event: Arc::from("api.request"),
         }
     }
 
     /// The same guard (budgets, caches) for another resource, such as the MCP endpoint.
     pub fn for_resource(&self, resource: Resource) -> Self {
-        Self { shared: self.shared.clone(), resource: Arc::new(resource) }
+        Self { shared: self.shared.clone(), resource: Arc::new(resource), event: self.event.clone() }
+    }
+
+    /// The same guard, recording its calls as `event` (`mcp.request`, `gateway.request`).
+    pub fn audited_as(&self, event: &str) -> Self {
+        Self { event: Arc::from(event), ..self.clone() }
     }
 
     pub fn resource(&self) -> &Resource {
@@ -138,7 +149,7 @@ impl<S: Store> Guard<S> {
 
     /// A layer admitting only requests whose credential holds every one of `scopes`.
     pub fn require(&self, scopes: &[&str]) -> Require<S> {
-        Require { guard: self.clone(), scopes: scopes.iter().map(|s| (*s).to_owned()).collect() }
+        Require { guard: self.clone(), scopes: scopes.iter().map(|s| (*s).to_owned()).collect(), pii: false }
     }
 
     /// The RFC 9728 §2 metadata document of this resource.
@@ -280,11 +291,21 @@ impl<S: Store> Guard<S> {
 pub struct Require<S> {
     guard: Guard<S>,
     scopes: Arc<[String]>,
+    /// The route returns personal data (recorded as `pii_access`).
+    pii: bool,
 }
 
 impl<S> Clone for Require<S> {
     fn clone(&self) -> Self {
-        Self { guard: self.guard.clone(), scopes: self.scopes.clone() }
+        Self { guard: self.guard.clone(), scopes: self.scopes.clone(), pii: self.pii }
+    }
+}
+
+impl<S> Require<S> {
+    /// Marks the route as returning personal data: its audit entries carry `pii_access`.
+    pub fn pii(mut self) -> Self {
+        self.pii = true;
+        self
     }
 }
 
@@ -337,17 +358,65 @@ where
                 );
                 return Ok(guard.reject(Rejection::Internal));
             };
-            match guard.check(req.headers(), peer, &layer.scopes).await {
-                Ok(admitted) => {
-                    req.extensions_mut().insert(admitted.principal);
-                    let mut resp = inner.call(req).await?;
-                    if let Some(d) = &admitted.budget {
-                        rejection::rate_limit_headers(d, resp.headers_mut());
+            let cx = guard.cx();
+            if !cx.settings.audit.requests {
+                return match guard.check(req.headers(), peer, &layer.scopes).await {
+                    Ok(admitted) => {
+                        req.extensions_mut().insert(admitted.principal);
+                        let mut resp = inner.call(req).await?;
+                        if let Some(d) = &admitted.budget {
+                            rejection::rate_limit_headers(d, resp.headers_mut());
+                        }
+                        Ok(resp)
                     }
-                    Ok(resp)
-                }
-                Err(r) => Ok(guard.reject(r)),
+                    Err(r) => Ok(guard.reject(r)),
+                };
             }
+            let ip = client_ip::client_ip(&cx.settings.trusted_proxies, peer, req.headers());
+            let mut call = audit::CallRecorder::start(cx, &mut req, &guard.event, ip, layer.pii);
+            let principal = match guard.authenticate(req.headers(), peer).await {
+                Ok(p) => p,
+                Err(r) => return Ok(refuse(guard, call, r).await),
+            };
+            call.principal(&principal);
+            let admitted = match guard.admit(principal, &layer.scopes).await {
+                Ok(a) => a,
+                Err(r) => return Ok(refuse(guard, call, r).await),
+            };
+            let mut req = match call.body(cx, req).await {
+                Ok(req) => req,
+                Err(_) => {
+                    let resp = bad_body();
+                    call.finish(cx, resp.status().as_u16(), Some("invalid_request")).await;
+                    return Ok(resp);
+                }
+            };
+            req.extensions_mut().insert(admitted.principal);
+            let mut resp = inner.call(req).await?;
+            if let Some(d) = &admitted.budget {
+                rejection::rate_limit_headers(d, resp.headers_mut());
+            }
+            call.finish(cx, resp.status().as_u16(), None).await;
+            Ok(resp)
         })
     }
+}
+
+/// Answers a refused call and records it.
+async fn refuse<S: Store>(guard: &Guard<S>, call: audit::CallRecorder, r: Rejection) -> Response {
+    let code = audit::rejection_code(&r);
+    let resp = guard.reject(r);
+    call.finish(guard.cx(), resp.status().as_u16(), Some(code)).await;
+    resp
+}
+
+/// The client announced a body it did not send.
+fn bad_body() -> Response {
+    let mut resp = Response::new(Body::from(
+        r#"{"type":"about:blank","title":"Bad Request","status":400,"detail":"the request body could not be read"}"#,
+    ));
+    *resp.status_mut() = axum::http::StatusCode::BAD_REQUEST;
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, axum::http::HeaderValue::from_static("application/problem+json"));
+    resp
 }

@@ -34,6 +34,9 @@ pub struct RouteConfig {
     pub scopes: Vec<String>,
     /// The upstream base URL; the request's path and query are appended to it.
     pub upstream: String,
+    /// The route returns personal data: its audit entries carry `pii_access`.
+    #[serde(default)]
+    pub pii: bool,
 }
 
 /// A validated route.
@@ -44,6 +47,7 @@ pub struct GatewayRoute {
     pub path: String,
     pub scopes: Vec<String>,
     pub upstream: url::Url,
+    pub pii: bool,
 }
 
 /// Paths of our own that a gateway route may not shadow.
@@ -91,7 +95,7 @@ impl GatewayRoute {
         {
             return Err(format!("{at}: the upstream must be an http(s) base URL without query or fragment"));
         }
-        Ok(Self { method, path: c.path.clone(), scopes: c.scopes.clone(), upstream })
+        Ok(Self { method, path: c.path.clone(), scopes: c.scopes.clone(), upstream, pii: c.pii })
     }
 }
 
@@ -133,7 +137,7 @@ pub fn router<S: Store>(guard: &Guard<S>, routes: &[GatewayRoute], client: reqwe
             None => any(handler),
             Some(m) => on(MethodFilter::try_from(m.clone()).unwrap_or(MethodFilter::GET), handler),
         }
-        .layer(guard.require(&scopes));
+        .layer(if r.pii { guard.require(&scopes).pii() } else { guard.require(&scopes) });
         let entry = by_path.remove(&r.path);
         by_path.insert(
             r.path.clone(),

@@ -96,6 +96,25 @@ pub const REFERENCE_SCOPES: &[&str] = &[
     "flows:execute",
 ];
 
+/// CORS for the endpoints browser-based clients call directly (discovery documents, JWKS, token,
+/// revocation): any origin, no credentials mode (the token endpoint authenticates clients in the
+/// request, never with cookies), preflights answered. Never on the authorize, sign-in and
+/// consent pages, which must only be navigated to.
+pub fn public_cors() -> tower_http::cors::CorsLayer {
+    use axum::http::Method;
+    tower_http::cors::CorsLayer::new()
+        .allow_origin(tower_http::cors::Any)
+        .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::ACCEPT,
+            HeaderName::from_static("dpop"),
+        ])
+        .expose_headers([header::WWW_AUTHENTICATE, header::CACHE_CONTROL])
+        .max_age(std::time::Duration::from_secs(3600))
+}
+
 /// The complete application router.
 pub fn router_with<S: Store>(cx: Cx<S>, protection: Protection) -> Router {
     use routes::{browser, meta, token};
@@ -103,20 +122,27 @@ pub fn router_with<S: Store>(cx: Cx<S>, protection: Protection) -> Router {
     let guard = reference_guard(&cx, limiter, budgets, &gateway_routes);
     let prm = guard.metadata();
     Router::new()
-        .route(paths::PROTECTED_RESOURCE, get(move || async move { routes::meta::public_document(&prm) }))
+        .route(
+            paths::PROTECTED_RESOURCE,
+            get(move || async move { routes::meta::public_document(&prm) }).layer(public_cors()),
+        )
         .merge(mcp::router(mcp::guard(&guard)))
         .merge(reference::router(&guard))
-        .merge(gateway::router(&guard, &gateway_routes, gateway::upstream_client()))
+        .merge(gateway::router(
+            &guard.audited_as("gateway.request"),
+            &gateway_routes,
+            gateway::upstream_client(),
+        ))
         .route(paths::HEALTHZ, get(meta::healthz::<S>))
-        .route(paths::AS_METADATA, get(meta::metadata::<S>))
-        .route(paths::OIDC_METADATA, get(meta::metadata::<S>))
-        .route(paths::JWKS, get(meta::jwks::<S>))
+        .route(paths::AS_METADATA, get(meta::metadata::<S>).layer(public_cors()))
+        .route(paths::OIDC_METADATA, get(meta::metadata::<S>).layer(public_cors()))
+        .route(paths::JWKS, get(meta::jwks::<S>).layer(public_cors()))
         .route(paths::AUTHORIZE, get(browser::authorize::<S>).post(browser::authorize::<S>))
         .route(paths::LOGIN, get(browser::login_page::<S>).post(browser::login_submit::<S>))
         .route(paths::CONSENT, get(browser::consent_page::<S>).post(browser::consent_submit::<S>))
         .route(paths::LOGOUT, post(browser::logout::<S>))
-        .route(paths::TOKEN, post(token::token::<S>).fallback(token::wrong_method))
-        .route(paths::REVOKE, post(token::revoke::<S>).fallback(token::wrong_method))
+        .route(paths::TOKEN, post(token::token::<S>).fallback(token::wrong_method).layer(public_cors()))
+        .route(paths::REVOKE, post(token::revoke::<S>).fallback(token::wrong_method).layer(public_cors()))
         .route(paths::INTROSPECT, post(token::introspect::<S>).fallback(token::wrong_method))
         .route(
             paths::DEVICE_AUTHORIZATION,
@@ -127,7 +153,11 @@ pub fn router_with<S: Store>(cx: Cx<S>, protection: Protection) -> Router {
         .route(paths::ACCOUNT, get(browser::account_page::<S>))
         .route(paths::ACCOUNT_REVOKE, post(browser::account_revoke::<S>))
         .route(paths::USERINFO, get(meta::userinfo::<S>).post(meta::userinfo::<S>))
-        .merge(api::router::<S>().layer(axum::Extension(guard.clone())))
+        .merge(
+            api::router::<S>()
+                .layer(axum::middleware::from_fn_with_state(cx.clone(), api::audit::record_calls::<S>))
+                .layer(axum::Extension(guard.clone())),
+        )
         .with_state(cx)
         .layer(SetResponseHeaderLayer::if_not_present(
             header::X_CONTENT_TYPE_OPTIONS,

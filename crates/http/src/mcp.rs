@@ -22,6 +22,7 @@ use axum::routing::any;
 use portcullis_core::Cx;
 use portcullis_core::admin::AdminError;
 use portcullis_core::reference::{self as r, ReferenceApi};
+use portcullis_guard::audit::AuditNote;
 use portcullis_guard::{Guard, Principal, Rejection, Resource};
 use portcullis_store::Store;
 use rmcp::model::{
@@ -266,10 +267,11 @@ pub fn router<S: Store>(guard: Guard<S>) -> Router<Cx<S>> {
     .layer::<_, std::convert::Infallible>(axum::middleware::from_fn(move |req: Request, next: Next| {
         tool_scopes(check_guard.clone(), req, next)
     }))
-    .layer(guard.require(&[]));
+    .layer(guard.audited_as("mcp.request").require(&[]));
     Router::new().route(paths::MCP, endpoint).route(
         paths::MCP_PROTECTED_RESOURCE,
-        axum::routing::get(move || async move { crate::routes::meta::public_document(&prm) }),
+        axum::routing::get(move || async move { crate::routes::meta::public_document(&prm) })
+            .layer(crate::public_cors()),
     )
 }
 
@@ -291,11 +293,19 @@ async fn tool_scopes<S: Store>(guard: Guard<S>, req: Request, next: Next) -> Res
             one => vec![one],
         };
         let mut missing: Vec<String> = Vec::new();
+        let note = parts.extensions.get::<AuditNote>();
+        let mut called: Vec<&str> = Vec::new();
         for m in messages {
             if m.get("method").and_then(Value::as_str) != Some("tools/call") {
                 continue;
             }
             let name = m.pointer("/params/name").and_then(Value::as_str).unwrap_or_default();
+            called.push(name);
+            if let (Some(note), Some(t)) = (note, tool(name))
+                && t.scope.starts_with("contacts:")
+            {
+                note.set_pii(true);
+            }
             if let Some(t) = tool(name)
                 && !p.has(t.scope)
                 && !missing.iter().any(|s| s == t.scope)
@@ -303,7 +313,15 @@ async fn tool_scopes<S: Store>(guard: Guard<S>, req: Request, next: Next) -> Res
                 missing.push(t.scope.to_owned());
             }
         }
+        if let Some(note) = note
+            && !called.is_empty()
+        {
+            note.set_tool(&called.join(","));
+        }
         if !missing.is_empty() {
+            if let Some(note) = note {
+                note.set_error("insufficient_scope");
+            }
             return guard.reject(Rejection::InsufficientScope(missing));
         }
     }

@@ -71,6 +71,10 @@ pub mod api {
     pub const TRUST_POLICY: &str = "/api/v1/trust-policies/{id}";
     pub const SERVICE_TOKENS: &str = "/api/v1/service-tokens";
     pub const EVENTS: &str = "/api/v1/events";
+    pub const AUDIT: &str = "/api/v1/audit";
+    pub const AUDIT_VERIFY: &str = "/api/v1/audit/verify";
+    pub const AUDIT_SINKS: &str = "/api/v1/audit/sinks";
+    pub const AUDIT_SINK: &str = "/api/v1/audit/sinks/{id}";
 }
 
 /// The built-in reference API, protected by the guard.

@@ -25,14 +25,14 @@ pub fn router<S: Store>(g: &Guard<S>) -> Router<Cx<S>> {
         .route(
             p::CONTACTS,
             get(list::<S, Contacts>)
-                .layer(g.require(&["contacts:read"]))
-                .merge(post(create_contact::<S>).layer(g.require(&["contacts:write"]))),
+                .layer(g.require(&["contacts:read"]).pii())
+                .merge(post(create_contact::<S>).layer(g.require(&["contacts:write"]).pii())),
         )
         .route(
             p::CONTACT,
             get(show_contact::<S>)
-                .layer(g.require(&["contacts:read"]))
-                .merge(patch(update_contact::<S>).layer(g.require(&["contacts:write"])))
+                .layer(g.require(&["contacts:read"]).pii())
+                .merge(patch(update_contact::<S>).layer(g.require(&["contacts:write"]).pii()))
                 .merge(delete(delete_contact::<S>).layer(g.require(&["contacts:delete"]))),
         )
         .route(

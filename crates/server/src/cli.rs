@@ -69,6 +69,9 @@ pub enum Command {
     /// tokens (RFC 8693).
     #[command(subcommand, name = "trust-policy")]
     TrustPolicy(TrustPolicyCmd),
+    /// The tamper-evident audit log: search, verify, checkpoint, prune, export, webhook sinks.
+    #[command(subcommand)]
+    Audit(crate::audit_cli::AuditCmd),
 }
 
 #[derive(Subcommand, Debug)]
@@ -358,7 +361,8 @@ pub async fn run(cli: Cli) -> Result<(), String> {
             let json = cli.global.json;
             let sealer = Arc::new(Sealer::new(cfg.key_encryption_key.as_ref())?);
             with_store!(backend, |store| {
-                if let Command::Token(TokenCmd::Mint { workspace, scope, bundle, ttl }) = &cmd {
+                // Commands that need the full context (signing keys, the audit log).
+                if matches!(cmd, Command::Token(TokenCmd::Mint { .. }) | Command::Audit(_)) {
                     let cx = Cx::init(
                         store,
                         Arc::new(SystemClock),
@@ -367,7 +371,13 @@ pub async fn run(cli: Cli) -> Result<(), String> {
                         cfg.key_encryption_key.as_ref(),
                     )
                     .await?;
-                    return mint_token(&cx, workspace, scope.as_deref(), bundle.as_deref(), ttl, json).await;
+                    return match &cmd {
+                        Command::Token(TokenCmd::Mint { workspace, scope, bundle, ttl }) => {
+                            mint_token(&cx, workspace, scope.as_deref(), bundle.as_deref(), ttl, json).await
+                        }
+                        Command::Audit(audit) => crate::audit_cli::run(&cx, audit, json).await,
+                        _ => unreachable!("matched above"),
+                    };
                 }
                 let admin = Admin::new(store, Arc::new(SystemClock), catalogue, sealer)
                     .with_key_environment(cfg.key_environment);
@@ -496,7 +506,7 @@ pub async fn run_admin<S: Store>(
 ) -> Result<(), String> {
     let e = |e: portcullis_core::admin::AdminError| e.to_string();
     match cmd {
-        Command::Serve(_) => unreachable!("serve is handled by run"),
+        Command::Serve(_) | Command::Audit(_) => unreachable!("serve and audit are handled by run"),
         Command::Workspace(WorkspaceCmd::Create { slug, name }) => {
             let w = admin.create_workspace(slug, name.as_deref()).await.map_err(e)?;
             emit(

@@ -78,6 +78,33 @@ pub struct ServeArgs {
     /// How long the guard reuses credential state it loaded, e.g. 5s; 0 disables.
     #[arg(long, env = "PORTCULLIS_CREDENTIAL_CACHE_TTL", value_name = "DURATION")]
     pub credential_cache_ttl: Option<String>,
+    /// Record every guarded call in the audit log: true (default) or false (events are always
+    /// recorded).
+    #[arg(long, env = "PORTCULLIS_AUDIT_REQUESTS", value_name = "BOOL")]
+    pub audit_requests: Option<bool>,
+    /// async (default: answer at once, commit with the next batch) or sync (answer once the
+    /// call's audit entry is committed).
+    #[arg(long, env = "PORTCULLIS_AUDIT_DURABILITY", value_name = "MODE")]
+    pub audit_durability: Option<String>,
+    /// How often each audit log with new entries gets a signed checkpoint, e.g. 60s.
+    #[arg(long, env = "PORTCULLIS_AUDIT_CHECKPOINT_INTERVAL", value_name = "DURATION")]
+    pub audit_checkpoint_interval: Option<String>,
+    /// The searchable window of the audit log, e.g. 90d; older entries are pruned.
+    #[arg(long, env = "PORTCULLIS_AUDIT_RETENTION", value_name = "DURATION")]
+    pub audit_retention: Option<String>,
+}
+
+/// `[audit]` in the file.
+#[derive(Deserialize, Debug, Default, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct AuditFile {
+    pub requests: Option<bool>,
+    pub durability: Option<String>,
+    pub checkpoint_interval: Option<String>,
+    pub retention: Option<String>,
+    /// Largest JSON request body recorded (redacted), in bytes.
+    pub body_limit: Option<usize>,
+    pub redaction: Option<portcullis_core::audit::RedactionRules>,
 }
 
 /// The TOML file. Every key is optional; unknown keys are an error (a typo must not be ignored).
@@ -103,6 +130,7 @@ pub struct FileConfig {
     pub token_rate_limit: Option<String>,
     pub credential_cache_ttl: Option<String>,
     pub gateway: Option<GatewayFile>,
+    pub audit: Option<AuditFile>,
 }
 
 /// `[gateway]`: the route table of gateway mode.
@@ -143,6 +171,7 @@ pub struct Config {
     pub credential_cache_ttl: Duration,
     /// Gateway routes as configured (checked against the catalogue at startup).
     pub gateway_routes: Vec<portcullis_http::gateway::RouteConfig>,
+    pub audit: portcullis_core::audit::AuditSettings,
 }
 
 pub const DEFAULT_BIND: &str = "127.0.0.1:8080";
@@ -252,7 +281,30 @@ pub fn resolve(
             "credential_cache_ttl may be at most 1m: it is how long a revocation can go unseen".into()
         );
     }
+    let audit_file = file.audit.clone().unwrap_or_default();
+    let mut audit = portcullis_core::audit::AuditSettings::default();
+    audit.requests = s.audit_requests.or(audit_file.requests).unwrap_or(true);
+    audit.durability = match s.audit_durability.clone().or(audit_file.durability).as_deref() {
+        None | Some("async") => portcullis_core::audit::Durability::Async,
+        Some("sync") => portcullis_core::audit::Durability::Sync,
+        Some(other) => return Err(format!("audit durability {other:?} is not async or sync")),
+    };
+    audit.checkpoint_interval = duration(
+        "audit_checkpoint_interval",
+        s.audit_checkpoint_interval.clone().or(audit_file.checkpoint_interval),
+        audit.checkpoint_interval,
+    )?;
+    audit.retention =
+        duration("audit_retention", s.audit_retention.clone().or(audit_file.retention), audit.retention)?;
+    if audit.retention < Duration::days(1) {
+        return Err("audit_retention must be at least 1d".into());
+    }
+    if let Some(limit) = audit_file.body_limit {
+        audit.body_limit = limit;
+    }
+    audit.redaction = audit_file.redaction.unwrap_or_default();
     Ok(Config {
+        audit,
         redis_url: s.redis_url.clone().or(file.redis_url).map(SecretString::from),
         budgets,
         credential_cache_ttl,
@@ -293,6 +345,7 @@ impl Config {
         s.key_environment = self.key_environment;
         s.trusted_proxies = self.trusted_proxies.clone();
         s.credential_cache_ttl = self.credential_cache_ttl;
+        s.audit = self.audit.clone();
         s
     }
 

@@ -9,6 +9,7 @@
 //! - [`cli`]: the admin commands (`workspace`, `user`, `member`, `client`, `grant`,
 //!   `signing-key`, `key`, `bundle`, `token`, `trust-policy`), human or `--json` output.
 
+pub mod audit_cli;
 pub mod backend;
 pub mod cli;
 pub mod config;
@@ -41,9 +42,19 @@ impl Application {
         listener: TcpListener,
         protection: portcullis_http::Protection,
     ) -> Self {
-        let background = vec![cx.spawn_key_reloader(), cx.spawn_usage_flusher()];
+        let background = vec![
+            cx.spawn_key_reloader(),
+            cx.spawn_usage_flusher(),
+            cx.spawn_audit_maintenance(),
+            cx.spawn_audit_sinks(),
+        ];
         let flush = cx.clone();
-        let on_stop = Box::pin(async move { flush.flush_usage().await });
+        let on_stop = Box::pin(async move {
+            flush.flush_usage().await;
+            // Every call answered before shutdown is in the log, and the log ends signed.
+            flush.audit.flush().await;
+            flush.audit_checkpoint().await;
+        });
         Self { listener, router: portcullis_http::router_with(cx, protection), background, on_stop }
     }
 

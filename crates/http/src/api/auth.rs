@@ -10,6 +10,7 @@ use axum::http::request::Parts;
 use portcullis_core::Cx;
 use portcullis_core::events::Actor;
 use portcullis_domain::{ApiKeyId, ScopeSet};
+use portcullis_guard::audit::{AuditNote, rejection_code};
 use portcullis_guard::{CredentialKind, Guard, Rejection};
 use portcullis_store::{Store, Workspace};
 use std::net::SocketAddr;
@@ -57,8 +58,18 @@ impl<S: Store> FromRequestParts<Cx<S>> for Principal {
             tracing::error!("the admin API router is mounted without its guard");
             Problem::internal()
         })?;
-        let who = guard.authenticate(&parts.headers, peer).await.map_err(problem)?;
-        let who = guard.admit(who, &[] as &[&str]).await.map_err(problem)?.principal;
+        let note = parts.extensions.get::<AuditNote>().cloned();
+        let refused = |r: Rejection| {
+            if let Some(n) = &note {
+                n.set_error(rejection_code(&r));
+            }
+            problem(r)
+        };
+        let who = guard.authenticate(&parts.headers, peer).await.map_err(refused)?;
+        if let Some(n) = &note {
+            n.set_principal(&who);
+        }
+        let who = guard.admit(who, &[] as &[&str]).await.map_err(refused)?.principal;
         let workspace = cx
             .store
             .workspace_by_id(&who.workspace_id)

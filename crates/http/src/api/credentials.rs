@@ -456,7 +456,13 @@ pub async fn list_events<S: Store>(
                 .ok_or_else(|| Problem::bad_request("limit must be between 1 and 1000"))?;
         }
     }
-    let events = cx.store.list_events(&who.workspace.id, limit).await.map_err(|e| {
+    let q = portcullis_store::AuditQuery {
+        log: who.workspace.id.to_string(),
+        events_only: true,
+        limit,
+        ..Default::default()
+    };
+    let events = cx.store.search_audit(&q).await.map_err(|e| {
         tracing::error!(error = %e, "listing events failed");
         Problem::internal()
     })?;

@@ -5,6 +5,7 @@
 //! - [`auth`]: the [`auth::Principal`] extractor (API key or live access token → workspace,
 //!   scopes, actor), with per-key rate limits.
 //! - [`problem`]: RFC 9457 problem details for every error.
+//! - [`audit`]: audit log search, verification and webhook sinks; every admin call recorded.
 //! - [`credentials`]: keys, bundles, trust policies, service tokens, events.
 //! - [`workspace`]: the workspace itself, its clients, grants and members.
 //!
@@ -19,6 +20,7 @@
 //! - Request bodies are parsed here, strictly (unknown fields are refused), so a typo is a 400
 //!   problem, never a silently ignored option.
 
+pub mod audit;
 pub mod auth;
 pub mod credentials;
 pub mod problem;
@@ -54,6 +56,10 @@ pub fn router<S: Store>() -> Router<Cx<S>> {
         .route(p::TRUST_POLICY, get(c::show_trust_policy::<S>).delete(c::delete_trust_policy::<S>))
         .route(p::SERVICE_TOKENS, post(c::mint_service_token::<S>))
         .route(p::EVENTS, get(c::list_events::<S>))
+        .route(p::AUDIT, get(audit::search::<S>))
+        .route(p::AUDIT_VERIFY, get(audit::verify::<S>))
+        .route(p::AUDIT_SINKS, get(audit::list_sinks::<S>).post(audit::create_sink::<S>))
+        .route(p::AUDIT_SINK, axum::routing::delete(audit::remove_sink::<S>))
         .route(p::CLIENTS, get(w::list_clients::<S>).post(w::create_client::<S>))
         .route(p::CLIENT, get(w::show_client::<S>).delete(w::revoke_client::<S>))
         .route(p::CLIENT_ROTATE, post(w::rotate_client_secret::<S>))
@@ -93,6 +99,7 @@ async fn method_not_allowed() -> Problem {
         credentials::list_trust_policies, credentials::create_trust_policy, credentials::show_trust_policy,
         credentials::delete_trust_policy,
         credentials::mint_service_token, credentials::list_events,
+        audit::search, audit::verify, audit::create_sink, audit::list_sinks, audit::remove_sink,
         workspace::list_clients, workspace::create_client, workspace::show_client, workspace::revoke_client,
         workspace::rotate_client_secret,
         workspace::list_grants, workspace::revoke_grant,

@@ -186,7 +186,13 @@ pub async fn login_page<S: Store>(
 }
 
 /// `POST /login`: verify the password, open a session, continue to consent.
-pub async fn login_submit<S: Store>(State(cx): State<Cx<S>>, headers: HeaderMap, body: Body) -> Response {
+pub async fn login_submit<S: Store>(
+    State(cx): State<Cx<S>>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let ip = Some(portcullis_guard::client_ip::client_ip(&cx.settings.trusted_proxies, peer.ip(), &headers));
     let form = match read_form(body).await {
         Ok(f) => f,
         Err(r) => return r,
@@ -205,7 +211,7 @@ pub async fn login_submit<S: Store>(State(cx): State<Cx<S>>, headers: HeaderMap,
     };
     let email = form.get("email").unwrap_or("").to_owned();
     let password = SecretString::from(form.get("password").unwrap_or("").to_owned());
-    match sessions::login(&cx, &email, password).await {
+    match sessions::login(&cx, &email, password, ip).await {
         Ok(signed_in) => {
             let n = names(&cx);
             let mut r = see_other(&target);
