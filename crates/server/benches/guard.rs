@@ -15,9 +15,6 @@
 
 use portcullis_core::Cx;
 use portcullis_core::admin::NewClient;
-use portcullis_core::api_keys::NewKey;
-use portcullis_core::events::Actor;
-use portcullis_core::reference::{ContactInput, ReferenceApi};
 use portcullis_core::scopes::Catalogue;
 use portcullis_core::settings::Settings;
 use portcullis_domain::SystemClock;
@@ -26,102 +23,13 @@ use portcullis_http::Protection;
 use portcullis_http::gateway::{GatewayRoute, RouteConfig, parse_routes};
 use portcullis_store_sqlite::SqliteStore;
 use secrecy::ExposeSecret;
-use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 const PATH: &str = "/api/v1/contacts";
 const GATEWAY_PATH: &str = "/bench/api/v1/contacts";
 
-struct Args {
-    seconds: u64,
-    concurrency: usize,
-}
-
-fn args() -> Args {
-    let mut a = Args { seconds: 10, concurrency: 32 };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().and_then(|v| v.parse().ok()).expect("a number after the flag");
-        match flag.as_str() {
-            "--seconds" => a.seconds = value() as u64,
-            "--concurrency" => a.concurrency = value(),
-            "--bench" => {}
-            other => panic!("unknown argument {other}; use --seconds N --concurrency N"),
-        }
-    }
-    a
-}
-
-struct Figures {
-    rps: f64,
-    p50_ms: f64,
-    p99_ms: f64,
-    errors: usize,
-}
-
-/// Measuring wall time is the point of a benchmark.
-#[allow(clippy::disallowed_methods)]
-fn now() -> std::time::Instant {
-    std::time::Instant::now()
-}
-
-async fn load(url: &str, bearer: Option<&str>, a: &Args) -> Figures {
-    let client = reqwest::Client::builder().pool_max_idle_per_host(a.concurrency).build().unwrap();
-    let run = |secs: f64| {
-        let (client, url, bearer) = (client.clone(), url.to_owned(), bearer.map(str::to_owned));
-        let workers = a.concurrency;
-        async move {
-            let deadline = now() + Duration::from_secs_f64(secs);
-            let tasks: Vec<_> = (0..workers)
-                .map(|_| {
-                    let (client, url, bearer) = (client.clone(), url.clone(), bearer.clone());
-                    tokio::spawn(async move {
-                        let (mut lat, mut errors) = (Vec::new(), 0usize);
-                        while now() < deadline {
-                            let t = now();
-                            let mut req = client.get(&url);
-                            if let Some(b) = &bearer {
-                                req = req.bearer_auth(b);
-                            }
-                            match req.send().await {
-                                Ok(r) if r.status().is_success() => {
-                                    let _ = r.bytes().await;
-                                    lat.push(t.elapsed());
-                                }
-                                _ => errors += 1,
-                            }
-                        }
-                        (lat, errors)
-                    })
-                })
-                .collect();
-            let (mut all, mut errors) = (Vec::new(), 0);
-            for t in tasks {
-                let (l, e) = t.await.unwrap();
-                all.extend(l);
-                errors += e;
-            }
-            (all, errors)
-        }
-    };
-    run(1.0).await; // warm-up: connections, caches
-    let started = now();
-    let (mut lat, errors) = run(a.seconds as f64).await;
-    let elapsed = started.elapsed().as_secs_f64();
-    lat.sort();
-    let pct = |p: f64| {
-        lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)))
-            .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
-    };
-    Figures { rps: lat.len() as f64 / elapsed, p50_ms: pct(0.50), p99_ms: pct(0.99), errors }
-}
-
-async fn serve(listener: tokio::net::TcpListener, router: axum::Router) {
-    tokio::spawn(async move {
-        axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>()).await.unwrap();
-    });
-}
+mod common;
+use common::{Args, args, load, serve};
 
 fn main() {
     let a = args();
@@ -142,27 +50,8 @@ async fn bench(a: Args) {
         .unwrap();
 
     // A workspace with 20 contacts, an API key and a client-credentials client.
+    let (ws, key) = common::bench_workspace(&cx).await;
     let admin = cx.admin();
-    let ws = admin.create_workspace("bench", None).await.unwrap();
-    let api = ReferenceApi::new(&cx.store, &cx.clock, &ws.id);
-    for i in 0..20 {
-        let c = ContactInput {
-            name: format!("Contact {i}"),
-            email: Some(format!("c{i}@example.com")),
-            ..Default::default()
-        };
-        api.create_contact(c).await.unwrap();
-    }
-    let key = admin
-        .create_key(
-            &Actor::cli(),
-            &ws,
-            NewKey { name: "bench".into(), scope: Some("contacts:read".into()), ..Default::default() },
-            None,
-        )
-        .await
-        .unwrap();
-    let key = key.secret.expose().to_owned();
     let client = admin
         .create_client(NewClient {
             name: "bench".into(),
@@ -180,6 +69,7 @@ async fn bench(a: Args) {
             path: GATEWAY_PATH.into(),
             scopes: vec!["contacts:read".into()],
             upstream: open_base.clone(),
+            pii: true,
         }],
         &cx.catalogue,
     )

@@ -15,6 +15,9 @@
 use portcullis_core::Cx;
 use portcullis_core::admin::{Admin, CreatedClient, NewClient};
 use portcullis_core::api_keys::{IssuedKey, NewKey, UsageRecorder};
+use portcullis_core::audit::signer::VerifierKey;
+use portcullis_core::audit::verify::{LogReport, Window, verify_log};
+use portcullis_core::audit::{AuditLog, export};
 use portcullis_core::cache::CredentialCache;
 use portcullis_core::events::Actor;
 use portcullis_core::federation::NewTrustPolicy;
@@ -75,6 +78,8 @@ pub struct TestApp {
     keys: Arc<Keyring>,
     usage: Arc<UsageRecorder>,
     cache: Arc<CredentialCache>,
+    /// The server's audit log handle (flush, checkpoint, signer, redactor).
+    pub audit: Arc<AuditLog>,
     key_environment: portcullis_domain::KeyEnvironment,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
@@ -124,18 +129,19 @@ impl TestApp {
         let gateway =
             portcullis_http::gateway::parse_routes(&opts.gateway, &catalogue).expect("gateway routes");
         let protection = portcullis_http::Protection { limiter, budgets: opts.budgets, gateway };
-        let (server, keys, usage, cache) = with_store!(&store, |s| {
+        let (server, keys, usage, cache, audit) = with_store!(&store, |s| {
             let cx = Cx::init(s.clone(), Arc::new(clock.clone()), settings, catalogue.clone(), kek.as_ref())
                 .await
                 .expect("init");
             let keys = cx.keys.clone();
             let usage = cx.usage.clone();
             let cache = cx.cache.clone();
+            let audit = cx.audit.clone();
             let app = Application::build_with(cx, listener, protection);
             let server = tokio::spawn(app.run_until(async {
                 let _ = rx.await;
             }));
-            (server, keys, usage, cache)
+            (server, keys, usage, cache, audit)
         });
         Some(Self {
             base,
@@ -147,6 +153,7 @@ impl TestApp {
             keys,
             usage,
             cache,
+            audit,
             key_environment,
             shutdown: Some(tx),
             server: Some(server),
@@ -294,11 +301,99 @@ impl TestApp {
 
     /// Stops the server gracefully and waits for it.
     pub async fn stop(mut self) {
+        self.stop_server().await;
+    }
+
+    /// Stops the server gracefully (flushing the audit log) but keeps the store for inspection.
+    pub async fn stop_server(&mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
         if let Some(h) = self.server.take() {
             let _ = h.await;
+        }
+    }
+
+    /// Waits until every audit entry queued so far is committed.
+    pub async fn flush_audit(&self) {
+        self.audit.flush().await;
+    }
+
+    /// Signs a checkpoint of every log that grew.
+    pub async fn checkpoint_audit(&self) -> Vec<portcullis_store::AuditCheckpoint> {
+        self.flush_audit().await;
+        with_store!(&self.store, |s| self
+            .audit
+            .checkpoint(s, portcullis_domain::Clock::now(&self.clock))
+            .await
+            .expect("checkpoint"))
+    }
+
+    /// Verifies `log` against the server's checkpoint key.
+    pub async fn verify_audit(&self, log: &str) -> LogReport {
+        let key = VerifierKey::of(&self.audit.signer);
+        with_store!(&self.store, |s| verify_log(s, &key, log, Window::default()).await.expect("verify"))
+    }
+
+    /// Every stored entry of `log`, oldest first.
+    pub async fn audit_entries(&self, log: &str) -> Vec<portcullis_store::AuditEntry> {
+        use portcullis_store::AuditStore;
+        self.flush_audit().await;
+        with_store!(&self.store, |s| s.audit_entries(log, 0, 1_000_000).await.expect("entries"))
+    }
+
+    /// Prunes entries older than `retention` (at the test clock's now).
+    pub async fn prune_audit(&self, retention: time::Duration) -> u64 {
+        let now = portcullis_domain::Clock::now(&self.clock);
+        with_store!(&self.store, |s| portcullis_core::audit::retention::prune(s, now, retention).await)
+            .expect("prune")
+            .iter()
+            .map(|p| p.deleted)
+            .sum()
+    }
+
+    /// Exports every log (all time) to `url` in files of `batch` entries.
+    pub async fn export_audit(
+        &self,
+        url: &str,
+        opts: &export::Options,
+        batch: usize,
+    ) -> Result<export::Summary, String> {
+        let (from, to) = (time::OffsetDateTime::UNIX_EPOCH, time::macros::datetime!(2200-01-01 0:00 UTC));
+        let now = portcullis_domain::Clock::now(&self.clock);
+        with_store!(&self.store, |s| export::export(
+            s,
+            &self.audit.signer,
+            now,
+            url,
+            opts,
+            from,
+            to,
+            None,
+            batch
+        )
+        .await)
+    }
+
+    /// Verifies an export against the server's checkpoint key.
+    pub async fn verify_audit_export(
+        &self,
+        url: &str,
+        opts: &export::Options,
+    ) -> Result<export::Checked, String> {
+        export::verify_export(url, opts, &VerifierKey::of(&self.audit.signer)).await
+    }
+
+    /// Runs raw SQL (to tamper with rows the way someone with database access could).
+    pub async fn execute_sql(&self, sql: &str) {
+        use portcullis_store_sql::sqlx;
+        match &self.store {
+            Store::Sqlite(s) => {
+                sqlx::query(sqlx::AssertSqlSafe(sql.to_owned())).execute(s.pool()).await.expect("sql");
+            }
+            Store::Postgres(s) => {
+                sqlx::query(sqlx::AssertSqlSafe(sql.to_owned())).execute(s.pool()).await.expect("sql");
+            }
         }
     }
 }

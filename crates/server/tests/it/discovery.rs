@@ -83,3 +83,70 @@ async fn signing_keys_are_sealed_with_a_kek(plain: TestApp) {
     assert_eq!(jwks["keys"].as_array().unwrap().len(), 1);
     let _ = Backend::Sqlite;
 }
+
+mod cors {
+    use portcullis_testkit::{TestApp, both_backends};
+
+    both_backends!(public_endpoints_allow_browsers_and_pages_do_not);
+
+    async fn public_endpoints_allow_browsers_and_pages_do_not(app: TestApp) {
+        let http = reqwest::Client::new();
+        let origin = "https://app.example";
+        for path in [
+            "/.well-known/oauth-authorization-server",
+            "/.well-known/openid-configuration",
+            "/oauth2/jwks",
+            "/.well-known/oauth-protected-resource",
+            "/.well-known/oauth-protected-resource/mcp",
+        ] {
+            let r = http.get(app.url(path)).header("origin", origin).send().await.unwrap();
+            assert_eq!(r.status(), 200, "{path}");
+            assert_eq!(r.headers()["access-control-allow-origin"], "*", "{path}");
+            assert!(
+                r.headers().get("access-control-allow-credentials").is_none(),
+                "{path}: no credentials mode"
+            );
+        }
+        for path in ["/oauth2/token", "/oauth2/revoke"] {
+            let r = http
+                .request(reqwest::Method::OPTIONS, app.url(path))
+                .header("origin", origin)
+                .header("access-control-request-method", "POST")
+                .header("access-control-request-headers", "content-type, dpop")
+                .send()
+                .await
+                .unwrap();
+            assert!(r.status().is_success(), "{path}: preflight answered ({})", r.status());
+            assert_eq!(r.headers()["access-control-allow-origin"], "*", "{path}");
+            let methods = r.headers()["access-control-allow-methods"].to_str().unwrap().to_ascii_uppercase();
+            assert!(methods.contains("POST"), "{path}: {methods}");
+            // The real request gets the header too (an error response here: no client).
+            let r = http
+                .post(app.url(path))
+                .header("origin", origin)
+                .form(&[("grant_type", "client_credentials")])
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.headers()["access-control-allow-origin"], "*", "{path}");
+        }
+        for path in ["/oauth2/authorize", "/login", "/consent", "/oauth2/introspect"] {
+            let r = http.get(app.url(path)).header("origin", origin).send().await.unwrap();
+            assert!(
+                r.headers().get("access-control-allow-origin").is_none(),
+                "{path} must not allow other origins"
+            );
+            let pre = http
+                .request(reqwest::Method::OPTIONS, app.url(path))
+                .header("origin", origin)
+                .header("access-control-request-method", "POST")
+                .send()
+                .await
+                .unwrap();
+            assert!(
+                pre.headers().get("access-control-allow-origin").is_none(),
+                "{path}: no preflight approval"
+            );
+        }
+    }
+}

@@ -164,13 +164,8 @@ async fn a_trusted_workload_gets_a_service_token(app: TestApp) {
     let events =
         json(reqwest::Client::new().get(app.url("/api/v1/events")).bearer_auth(&admin).send().await.unwrap())
             .await;
-    let mint = events["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["kind"] == "service_token.minted")
-        .unwrap()
-        .clone();
+    let mint =
+        events["events"].as_array().unwrap().iter().find(|e| e["kind"] == "token.exchanged").unwrap().clone();
     assert_eq!(mint["detail"]["via"], "federation");
     assert_eq!(mint["detail"]["external_subject"], SUBJECT);
     assert_eq!(mint["actor"], policy_id.as_str());

@@ -52,6 +52,7 @@ fn route(method: &str, path: &str, scopes: &[&str], upstream: &str) -> RouteConf
         path: path.into(),
         scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
         upstream: upstream.into(),
+        pii: false,
     }
 }
 

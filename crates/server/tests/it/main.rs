@@ -1,6 +1,7 @@
 //! Integration tests: a real server on 127.0.0.1:0, driven over HTTP, on SQLite and PostgreSQL.
 
 mod api_keys;
+mod audit;
 mod cli;
 mod device_keys;
 mod discovery;

@@ -98,6 +98,7 @@ async fn spawn(backend: Backend, budgets: Budgets) -> Option<TestApp> {
         path: "/v2/contacts".into(),
         scopes: vec![scope.into()],
         upstream: up.clone(),
+        pii: true,
     };
     let opts = Options {
         gateway: vec![route("GET", "contacts:read"), route("POST", "contacts:write")],

@@ -208,3 +208,87 @@ async fn two_processes_sharing_redis_enforce_one_rate_limit() {
     assert_eq!((ok, limited), (4, 4), "{statuses:?}");
     assert_eq!(&statuses[..4], &[StatusCode::OK; 4], "the first four pass, on both replicas");
 }
+
+/// Runs the CLI and returns whether it succeeded, with its JSON output.
+fn cli_outcome(db: &str, args: &[&str]) -> (bool, serde_json::Value) {
+    let out = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["--database-url", db])
+        .args(args)
+        .arg("--json")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (out.status.success(), serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_processes_append_to_one_verifiable_audit_log() {
+    let Ok(base_url) = std::env::var(portcullis_testkit::POSTGRES_ENV) else {
+        portcullis_testkit::skip("multi-process audit test", "PORTCULLIS_TEST_POSTGRES_URL is not set");
+        return;
+    };
+    let name = format!("pcl_mpa_{:08x}", rand::random::<u32>());
+    let admin = sqlx::postgres::PgPoolOptions::new().max_connections(1).connect(&base_url).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&admin).await.unwrap();
+    let db = match base_url.rsplit_once('/') {
+        Some((head, _)) => format!("{head}/{name}"),
+        None => panic!("unexpected URL"),
+    };
+    let (key, a, b) = tokio::task::spawn_blocking({
+        let db = db.clone();
+        move || {
+            cli(&db, &["workspace", "create", "acme"], None);
+            let k = cli(
+                &db,
+                &["key", "create", "--workspace", "acme", "--name", "ci", "--scope", "contacts:read"],
+                None,
+            );
+            (k["secret"].as_str().unwrap().to_owned(), serve(&db), serve(&db))
+        }
+    })
+    .await
+    .unwrap();
+
+    // 80 calls at once, spread over both processes.
+    let http = reqwest::Client::new();
+    let calls =
+        (0..80).map(|i| {
+            let (http, key) = (http.clone(), key.clone());
+            let base = if i % 2 == 0 { a.base.clone() } else { b.base.clone() };
+            async move {
+                http.get(format!("{base}/api/v1/contacts")).bearer_auth(&key).send().await.unwrap().status()
+            }
+        });
+    let statuses = futures::future::join_all(calls).await;
+    assert!(statuses.iter().all(|s| *s == StatusCode::OK));
+    // A graceful stop flushes each process's queue and signs a final checkpoint.
+    drop((a, b));
+
+    let (ok, verify) = cli_outcome(&db, &["audit", "verify"]);
+    assert!(ok && verify["ok"] == true, "{verify}");
+    let logs = verify["logs"].as_array().unwrap();
+    let acme = logs.iter().find(|l| l["log"] != "_system").unwrap();
+    assert_eq!(acme["unsigned_tail"], 0, "{acme}");
+    let (ok, found) = cli_outcome(
+        &db,
+        &["audit", "search", "--workspace", "acme", "--event", "api.request", "--limit", "1000"],
+    );
+    assert!(ok);
+    assert_eq!(found["entries"].as_array().unwrap().len(), 80, "every call of both processes is in the log");
+
+    // Edit one row: the CLI names it and fails.
+    let pool = sqlx::postgres::PgPoolOptions::new().max_connections(1).connect(&db).await.unwrap();
+    sqlx::query("UPDATE audit_entries SET status = 500 WHERE seq = 10 AND log <> '_system'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let (ok, broken) = cli_outcome(&db, &["audit", "verify", "--workspace", "acme"]);
+    assert!(!ok, "verification must fail after an edit");
+    assert_eq!(broken["logs"][0]["problem"]["seq"], 10, "{broken}");
+    assert_eq!(broken["logs"][0]["problem"]["kind"], "altered");
+    pool.close().await;
+    sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE {name} WITH (FORCE)")))
+        .execute(&admin)
+        .await
+        .unwrap();
+}
