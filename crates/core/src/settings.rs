@@ -11,6 +11,10 @@ pub struct Settings {
     pub issuer: String,
     /// The `aud` of access tokens when the request names no resource.
     pub audience: String,
+    /// The protected resources tokens may be issued for (RFC 8707 `resource`): the built-in API
+    /// (`audience`), the MCP endpoint and any configured gateway resources. A token request
+    /// naming anything else is `invalid_target`.
+    pub resources: Vec<String>,
     pub access_token_ttl: Duration,
     pub refresh_token_idle_ttl: Duration,
     pub refresh_token_absolute_ttl: Duration,
@@ -56,6 +60,8 @@ impl Settings {
         let issuer = issuer.into().trim_end_matches('/').to_owned();
         Self {
             audience: format!("{issuer}/api"),
+            // The MCP endpoint is always served at `/mcp` under the issuer.
+            resources: vec![format!("{issuer}/api"), format!("{issuer}/mcp")],
             issuer,
             access_token_ttl: Duration::minutes(15),
             refresh_token_idle_ttl: Duration::days(30),
@@ -78,6 +84,18 @@ impl Settings {
         self.access_token_ttl.max(Duration::hours(1))
     }
 
+    /// The issuer's path (`""`, or `/tenant` for `https://host/tenant`): every route is served
+    /// under it, and the RFC 8414 metadata also at `/.well-known/…{path}`.
+    pub fn path(&self) -> &str {
+        let rest = self.issuer.split_once("://").map_or("", |(_, r)| r);
+        rest.find('/').map_or("", |i| &rest[i..])
+    }
+
+    /// Whether `resource` is one of ours (RFC 8707).
+    pub fn is_resource(&self, resource: &str) -> bool {
+        self.resources.iter().any(|r| r == resource)
+    }
+
     /// Cookies get `Secure` when the issuer is https.
     pub fn secure_cookies(&self) -> bool {
         self.issuer.starts_with("https://")
@@ -95,5 +113,18 @@ pub fn validate_issuer(issuer: &str) -> Result<(), String> {
     match url.scheme() {
         "https" | "http" => Ok(()),
         _ => Err(format!("issuer {issuer:?} must be an http(s) URL")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn issuer_path() {
+        assert_eq!(Settings::new("https://a.example").path(), "");
+        assert_eq!(Settings::new("https://a.example/").path(), "");
+        assert_eq!(Settings::new("https://a.example/t/one").path(), "/t/one");
+        assert_eq!(Settings::new("http://127.0.0.1:8080/x/").path(), "/x");
     }
 }

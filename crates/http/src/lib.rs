@@ -115,18 +115,23 @@ pub fn public_cors() -> tower_http::cors::CorsLayer {
         .max_age(std::time::Duration::from_secs(3600))
 }
 
+/// A public RFC 9728 document route (GET, with CORS).
+fn document<S: Store>(doc: serde_json::Value) -> axum::routing::MethodRouter<Cx<S>> {
+    get(move || async move { routes::meta::public_document(&doc) }).layer(public_cors())
+}
+
 /// The complete application router.
 pub fn router_with<S: Store>(cx: Cx<S>, protection: Protection) -> Router {
     use routes::{browser, meta, token};
     let Protection { limiter, budgets, gateway: gateway_routes } = protection;
     let guard = reference_guard(&cx, limiter, budgets, &gateway_routes);
+    let mcp_guard = mcp::guard(&guard);
     let prm = guard.metadata();
-    Router::new()
-        .route(
-            paths::PROTECTED_RESOURCE,
-            get(move || async move { routes::meta::public_document(&prm) }).layer(public_cors()),
-        )
-        .merge(mcp::router(mcp::guard(&guard)))
+    let mcp_prm = mcp_guard.metadata();
+    let app: Router = Router::new()
+        .route(paths::PROTECTED_RESOURCE, document(prm.clone()))
+        .route(paths::API_PROTECTED_RESOURCE, document(prm.clone()))
+        .merge(mcp::router(mcp_guard))
         .merge(reference::router(&guard))
         .merge(gateway::router(
             &guard.audited_as("gateway.request"),
@@ -158,19 +163,31 @@ pub fn router_with<S: Store>(cx: Cx<S>, protection: Protection) -> Router {
                 .layer(axum::middleware::from_fn_with_state(cx.clone(), api::audit::record_calls::<S>))
                 .layer(axum::Extension(guard.clone())),
         )
-        .with_state(cx)
-        .layer(SetResponseHeaderLayer::if_not_present(
-            header::X_CONTENT_TYPE_OPTIONS,
-            HeaderValue::from_static("nosniff"),
-        ))
-        .layer(TimeoutLayer::with_status_code(
-            axum::http::StatusCode::REQUEST_TIMEOUT,
-            Duration::from_secs(30),
-        ))
-        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
-            let id = req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("-");
-            tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
-        }))
-        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .with_state(cx.clone());
+    // An issuer with a path (`https://host/tenant`) is served under that path, and its metadata
+    // also where RFC 8414 §3.1, OpenID Discovery and RFC 9728 §3.1 clients look for it: the
+    // well-known prefix followed by the path. `issuer` in each is the configured issuer.
+    let base = cx.settings.path().to_owned();
+    let app: Router = if base.is_empty() {
+        app
+    } else {
+        Router::<Cx<S>>::new()
+            .route(&format!("{}{base}", paths::AS_METADATA), get(meta::metadata::<S>).layer(public_cors()))
+            .route(&format!("{}{base}", paths::OIDC_METADATA), get(meta::metadata::<S>).layer(public_cors()))
+            .route(&format!("{}{base}{}", paths::PROTECTED_RESOURCE, paths::reference::BASE), document(prm))
+            .route(&format!("{}{base}{}", paths::PROTECTED_RESOURCE, paths::MCP), document(mcp_prm))
+            .with_state(cx)
+            .nest(&base, app)
+    };
+    app.layer(SetResponseHeaderLayer::if_not_present(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    ))
+    .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, Duration::from_secs(30)))
+    .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+    .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
+        let id = req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("-");
+        tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+    }))
+    .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
 }

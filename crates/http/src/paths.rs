@@ -27,6 +27,9 @@ pub const AS_METADATA: &str = "/.well-known/oauth-authorization-server";
 pub const OIDC_METADATA: &str = "/.well-known/openid-configuration";
 /// RFC 9728 §3: metadata of the protected API (the reference API and gateway routes).
 pub const PROTECTED_RESOURCE: &str = "/.well-known/oauth-protected-resource";
+/// RFC 9728 §3.1: the reference API's metadata at its path-suffixed location (the resource is
+/// `{issuer}/api`); also served at [`PROTECTED_RESOURCE`] for clients of earlier versions.
+pub const API_PROTECTED_RESOURCE: &str = "/.well-known/oauth-protected-resource/api";
 /// The MCP endpoint (streamable HTTP transport).
 pub const MCP: &str = "/mcp";
 /// RFC 9728 §3.1: the MCP endpoint's metadata (the well-known path suffixed with its path).
@@ -35,6 +38,11 @@ pub const MCP_PROTECTED_RESOURCE: &str = "/.well-known/oauth-protected-resource/
 /// The absolute URL of `path` under the issuer.
 pub fn url(issuer: &str, path: &str) -> String {
     format!("{}{path}", issuer.trim_end_matches('/'))
+}
+
+/// A path of ours as a browser must request it: under the issuer's path (see [`crate::router`]).
+pub fn local(settings: &portcullis_core::Settings, path: &str) -> String {
+    format!("{}{path}", settings.path())
 }
 
 /// Endpoint URLs for the metadata document.

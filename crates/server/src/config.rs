@@ -336,6 +336,7 @@ impl Config {
         let mut s = portcullis_core::Settings::new(self.issuer.clone());
         if let Some(a) = &self.audience {
             s.audience = a.clone();
+            s.resources[0] = a.clone();
         }
         s.access_token_ttl = self.access_token_ttl;
         s.refresh_token_idle_ttl = self.refresh_token_idle_ttl;

@@ -64,12 +64,16 @@ pub struct Options {
     pub budgets: portcullis_guard::Budgets,
     /// Gateway routes (as in the `[[gateway.routes]]` configuration).
     pub gateway: Vec<portcullis_http::gateway::RouteConfig>,
+    /// A path for the issuer (`/tenant`): the server is then served under it.
+    pub issuer_path: Option<String>,
 }
 
 /// A running server with its own database and clock.
 pub struct TestApp {
-    /// `http://127.0.0.1:PORT`, also the issuer.
+    /// The issuer: `http://127.0.0.1:PORT`, followed by [`Options::issuer_path`] if set.
     pub base: String,
+    /// `http://127.0.0.1:PORT`.
+    pub origin: String,
     pub clock: MockClock,
     pub backend: Backend,
     store: Store,
@@ -109,7 +113,8 @@ impl TestApp {
             }
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let origin = format!("http://{}", listener.local_addr().expect("addr"));
+        let base = format!("{origin}{}", opts.issuer_path.as_deref().unwrap_or(""));
         let clock = MockClock::new();
         let mut settings = Settings::new(base.clone());
         if let Some(f) = opts.settings {
@@ -145,6 +150,7 @@ impl TestApp {
         });
         Some(Self {
             base,
+            origin,
             clock,
             backend,
             store,

@@ -73,12 +73,12 @@ async fn read_form(body: Body) -> Result<Params, Response> {
     })
 }
 
-fn login_url(pending: &str) -> String {
-    format!("{}?req={pending}", paths::LOGIN)
+fn login_url(base: &str, pending: &str) -> String {
+    format!("{base}{}?req={pending}", paths::LOGIN)
 }
 
-fn consent_url(pending: &str) -> String {
-    format!("{}?req={pending}", paths::CONSENT)
+fn consent_url(base: &str, pending: &str) -> String {
+    format!("{base}{}?req={pending}", paths::CONSENT)
 }
 
 /// `GET|POST /oauth2/authorize` (RFC 6749 §3.1: GET must be supported, POST may be).
@@ -102,8 +102,8 @@ pub async fn authorize<S: Store>(
         Err(r) => return r,
     };
     match authorize::start(&cx, &params, session.as_ref()).await {
-        Ok(Next::Login { pending }) => see_other(&login_url(&pending)),
-        Ok(Next::Consent { pending }) => see_other(&consent_url(&pending)),
+        Ok(Next::Login { pending }) => see_other(&login_url(cx.settings.path(), &pending)),
+        Ok(Next::Consent { pending }) => see_other(&consent_url(cx.settings.path(), &pending)),
         Ok(Next::Redirect(url)) => see_other(&url),
         Err(AuthorizeError::Redirect(url)) => see_other(&url),
         Err(AuthorizeError::Page(e)) => oauth_error_page(&e),
@@ -130,14 +130,15 @@ pub struct PendingQuery {
 
 /// Where sign-in may send the browser afterwards: only our own pages, never another origin
 /// (no open redirect: a `//host` or `/\host` path would leave the site).
-fn safe_next(next: &str) -> Option<&str> {
+fn safe_next<'a>(base: &str, next: &'a str) -> Option<&'a str> {
     let ok = next.starts_with('/')
         && !next.starts_with("//")
         && !next.contains('\\')
         && !next.chars().any(char::is_control)
-        && [paths::DEVICE, paths::ACCOUNT, paths::CONSENT]
-            .iter()
-            .any(|p| next == *p || next.starts_with(&format!("{p}?")) || next.starts_with(&format!("{p}/")));
+        && [paths::DEVICE, paths::ACCOUNT, paths::CONSENT].iter().any(|p| {
+            let p = format!("{base}{p}");
+            next == p || next.starts_with(&format!("{p}?")) || next.starts_with(&format!("{p}/"))
+        });
     ok.then_some(next)
 }
 
@@ -162,7 +163,7 @@ pub async fn login_page<S: Store>(
     headers: HeaderMap,
     Query(q): Query<PendingQuery>,
 ) -> Response {
-    let next = q.next.as_deref().and_then(safe_next).unwrap_or("");
+    let next = q.next.as_deref().and_then(|n| safe_next(cx.settings.path(), n)).unwrap_or("");
     let pending = q.req.unwrap_or_default();
     if pending.is_empty() && next.is_empty() {
         return missing_request();
@@ -173,7 +174,7 @@ pub async fn login_page<S: Store>(
     let r = page(
         StatusCode::OK,
         &LoginPage {
-            action: paths::LOGIN,
+            action: &paths::local(&cx.settings, paths::LOGIN),
             csrf: &token,
             pending: &pending,
             next,
@@ -201,11 +202,11 @@ pub async fn login_submit<S: Store>(
         return csrf_failed();
     }
     let pending = form.get("req").unwrap_or("").to_owned();
-    let next = form.get("next").and_then(safe_next).unwrap_or("").to_owned();
+    let next = form.get("next").and_then(|n| safe_next(cx.settings.path(), n)).unwrap_or("").to_owned();
     let target = if !next.is_empty() {
         next.clone()
     } else if !pending.is_empty() {
-        consent_url(&pending)
+        consent_url(cx.settings.path(), &pending)
     } else {
         return missing_request();
     };
@@ -235,7 +236,7 @@ pub async fn login_submit<S: Store>(
             page(
                 status,
                 &LoginPage {
-                    action: paths::LOGIN,
+                    action: &paths::local(&cx.settings, paths::LOGIN),
                     csrf: &token,
                     pending: &pending,
                     next: &next,
@@ -351,9 +352,11 @@ pub async fn consent_page<S: Store>(
         Err(r) => return r,
     };
     match consent::show(&cx, &pending, session.as_ref()).await {
-        Ok(ConsentStep::Login) => see_other(&login_url(&pending)),
+        Ok(ConsentStep::Login) => see_other(&login_url(cx.settings.path(), &pending)),
         Ok(ConsentStep::Redirect(url)) => see_other(&url),
-        Ok(ConsentStep::Show(view)) => consent_view_page(&cx, &headers, paths::CONSENT, "req", &view),
+        Ok(ConsentStep::Show(view)) => {
+            consent_view_page(&cx, &headers, &paths::local(&cx.settings, paths::CONSENT), "req", &view)
+        }
         Err(e) => consent_error(e),
     }
 }
@@ -370,7 +373,7 @@ pub async fn consent_submit<S: Store>(State(cx): State<Cx<S>>, headers: HeaderMa
     let Some(pending) = form.get("req") else { return missing_request() };
     let session = match current_session(&cx, &headers).await {
         Ok(Some(s)) => s,
-        Ok(None) => return see_other(&login_url(pending)),
+        Ok(None) => return see_other(&login_url(cx.settings.path(), pending)),
         Err(r) => return r,
     };
     let decision = match decision(&form) {
@@ -418,14 +421,14 @@ fn url_encode(s: &str) -> String {
     form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
-fn device_error(e: &DeviceError, code: &str) -> Response {
+fn device_error(base: &str, e: &DeviceError, code: &str) -> Response {
     let status = match e {
         DeviceError::RateLimited => StatusCode::TOO_MANY_REQUESTS,
         DeviceError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         _ => StatusCode::BAD_REQUEST,
     };
     let msg = e.to_string();
-    page(status, &DevicePage { action: paths::DEVICE, code, error: Some(&msg) })
+    page(status, &DevicePage { action: &format!("{base}{}", paths::DEVICE), code, error: Some(&msg) })
 }
 
 /// `GET /device[?user_code=…]` (RFC 8628 §3.3): the code form, or with a code, the consent page.
@@ -438,17 +441,29 @@ pub async fn device_page<S: Store>(
     let session = match current_session(&cx, &headers).await {
         Ok(Some(s)) => s,
         Ok(None) => {
-            let here = uri.path_and_query().map(|p| p.as_str()).unwrap_or(paths::DEVICE);
-            return see_other(&format!("{}?next={}", paths::LOGIN, url_encode(here)));
+            let mut here = paths::local(&cx.settings, paths::DEVICE);
+            if let Some(q) = uri.query() {
+                here = format!("{here}?{q}");
+            }
+            return see_other(&format!(
+                "{}?next={}",
+                &paths::local(&cx.settings, paths::LOGIN),
+                url_encode(&here)
+            ));
         }
         Err(r) => return r,
     };
     let Some(code) = q.user_code.filter(|c| !c.trim().is_empty()) else {
-        return page(StatusCode::OK, &DevicePage { action: paths::DEVICE, code: "", error: None });
+        return page(
+            StatusCode::OK,
+            &DevicePage { action: &paths::local(&cx.settings, paths::DEVICE), code: "", error: None },
+        );
     };
     match device::consent_view(&cx, &session, &code).await {
-        Ok(view) => consent_view_page(&cx, &headers, paths::DEVICE, "user_code", &view),
-        Err(e) => device_error(&e, &code),
+        Ok(view) => {
+            consent_view_page(&cx, &headers, &paths::local(&cx.settings, paths::DEVICE), "user_code", &view)
+        }
+        Err(e) => device_error(cx.settings.path(), &e, &code),
     }
 }
 
@@ -464,7 +479,13 @@ pub async fn device_submit<S: Store>(State(cx): State<Cx<S>>, headers: HeaderMap
     let code = form.get("user_code").unwrap_or("").to_owned();
     let session = match current_session(&cx, &headers).await {
         Ok(Some(s)) => s,
-        Ok(None) => return see_other(&format!("{}?next={}", paths::LOGIN, url_encode(paths::DEVICE))),
+        Ok(None) => {
+            return see_other(&format!(
+                "{}?next={}",
+                &paths::local(&cx.settings, paths::LOGIN),
+                url_encode(&paths::local(&cx.settings, paths::DEVICE))
+            ));
+        }
         Err(r) => return r,
     };
     let d = match decision(&form) {
@@ -472,9 +493,11 @@ pub async fn device_submit<S: Store>(State(cx): State<Cx<S>>, headers: HeaderMap
         Err(msg) => return consent_error(ConsentError::Invalid(msg.into())),
     };
     match device::decide(&cx, &session, &code, d).await {
-        Ok(true) => see_other(&format!("{}?result=approved", paths::DEVICE_DONE)),
-        Ok(false) => see_other(&format!("{}?result=denied", paths::DEVICE_DONE)),
-        Err(e) => device_error(&e, &code),
+        Ok(true) => {
+            see_other(&format!("{}?result=approved", &paths::local(&cx.settings, paths::DEVICE_DONE)))
+        }
+        Ok(false) => see_other(&format!("{}?result=denied", &paths::local(&cx.settings, paths::DEVICE_DONE))),
+        Err(e) => device_error(cx.settings.path(), &e, &code),
     }
 }
 
@@ -507,7 +530,13 @@ struct AccountPage<'a> {
 pub async fn account_page<S: Store>(State(cx): State<Cx<S>>, headers: HeaderMap) -> Response {
     let session = match current_session(&cx, &headers).await {
         Ok(Some(s)) => s,
-        Ok(None) => return see_other(&format!("{}?next={}", paths::LOGIN, url_encode(paths::ACCOUNT))),
+        Ok(None) => {
+            return see_other(&format!(
+                "{}?next={}",
+                &paths::local(&cx.settings, paths::LOGIN),
+                url_encode(&paths::local(&cx.settings, paths::ACCOUNT))
+            ));
+        }
         Err(r) => return r,
     };
     let grants = match account::grants(&cx, &session).await {
@@ -526,7 +555,14 @@ pub async fn account_page<S: Store>(State(cx): State<Cx<S>>, headers: HeaderMap)
             since: g.grant.created_at.date().to_string(),
         })
         .collect();
-    let r = page(StatusCode::OK, &AccountPage { action: paths::ACCOUNT_REVOKE, csrf: &token, grants: rows });
+    let r = page(
+        StatusCode::OK,
+        &AccountPage {
+            action: &paths::local(&cx.settings, paths::ACCOUNT_REVOKE),
+            csrf: &token,
+            grants: rows,
+        },
+    );
     with_csrf_cookie(&cx, r, fresh)
 }
 
@@ -541,11 +577,17 @@ pub async fn account_revoke<S: Store>(State(cx): State<Cx<S>>, headers: HeaderMa
     }
     let session = match current_session(&cx, &headers).await {
         Ok(Some(s)) => s,
-        Ok(None) => return see_other(&format!("{}?next={}", paths::LOGIN, url_encode(paths::ACCOUNT))),
+        Ok(None) => {
+            return see_other(&format!(
+                "{}?next={}",
+                &paths::local(&cx.settings, paths::LOGIN),
+                url_encode(&paths::local(&cx.settings, paths::ACCOUNT))
+            ));
+        }
         Err(r) => return r,
     };
     match account::revoke(&cx, &session, form.get("grant").unwrap_or("")).await {
-        Ok(true) => see_other(paths::ACCOUNT),
+        Ok(true) => see_other(&paths::local(&cx.settings, paths::ACCOUNT)),
         Ok(false) => {
             error_page(StatusCode::NOT_FOUND, "Nothing to revoke", "That access was already removed.", None)
         }
@@ -559,12 +601,14 @@ mod tests {
 
     #[test]
     fn next_stays_on_our_pages() {
-        assert_eq!(safe_next("/device?user_code=WDJB-MJHT"), Some("/device?user_code=WDJB-MJHT"));
-        assert_eq!(safe_next("/account"), Some("/account"));
+        assert_eq!(safe_next("", "/device?user_code=WDJB-MJHT"), Some("/device?user_code=WDJB-MJHT"));
+        assert_eq!(safe_next("", "/account"), Some("/account"));
         for bad in
             ["//evil.example", "https://evil.example", "/\\evil.example", "/admin", "/devicex", "device"]
         {
-            assert_eq!(safe_next(bad), None, "{bad}");
+            assert_eq!(safe_next("", bad), None, "{bad}");
         }
+        assert_eq!(safe_next("/t", "/t/account"), Some("/t/account"));
+        assert_eq!(safe_next("/t", "/account"), None);
     }
 }

@@ -150,3 +150,135 @@ mod cors {
         }
     }
 }
+
+/// An issuer with a path: every route is served under it, and the metadata at every location
+/// clients derive from the issuer (RFC 8414 §3.1, OpenID Discovery §4, RFC 9728 §3.1).
+mod issuer_path {
+    use crate::support::{Authz, PASSWORD, hidden, location, options, query};
+    use portcullis_core::admin::NewClient;
+    use portcullis_testkit::{Options, TestApp, both_backends};
+    use reqwest::StatusCode;
+
+    both_backends!(served_under_the_path_with_metadata_where_clients_look);
+
+    async fn served_under_the_path_with_metadata_where_clients_look(plain: TestApp) {
+        let backend = plain.backend;
+        drop(plain);
+        let opts = Options { issuer_path: Some("/tenant/eu".into()), ..Default::default() };
+        let Some(app) = TestApp::spawn_with(backend, opts).await else { return };
+        let (origin, issuer) = (app.origin.clone(), app.base.clone());
+        assert_eq!(issuer, format!("{origin}/tenant/eu"));
+
+        for url in [
+            format!("{origin}/.well-known/oauth-authorization-server/tenant/eu"),
+            format!("{origin}/.well-known/openid-configuration/tenant/eu"),
+            format!("{issuer}/.well-known/openid-configuration"),
+            format!("{issuer}/.well-known/oauth-authorization-server"),
+        ] {
+            let r = reqwest::get(&url).await.unwrap();
+            assert_eq!(r.status(), StatusCode::OK, "{url}");
+            assert_eq!(r.headers()["access-control-allow-origin"], "*", "{url}");
+            let m: serde_json::Value = r.json().await.unwrap();
+            assert_eq!(m["issuer"], issuer, "{url}");
+            assert_eq!(m["token_endpoint"], format!("{issuer}/oauth2/token"));
+        }
+        // The root locations belong to another issuer: not ours.
+        for path in
+            ["/.well-known/oauth-authorization-server", "/.well-known/openid-configuration", "/oauth2/jwks"]
+        {
+            let r = reqwest::get(format!("{origin}{path}")).await.unwrap();
+            assert_eq!(r.status(), StatusCode::NOT_FOUND, "{path}");
+        }
+        for (resource, url) in [
+            ("mcp", format!("{origin}/.well-known/oauth-protected-resource/tenant/eu/mcp")),
+            ("mcp", format!("{issuer}/.well-known/oauth-protected-resource/mcp")),
+            ("api", format!("{origin}/.well-known/oauth-protected-resource/tenant/eu/api")),
+            ("api", format!("{issuer}/.well-known/oauth-protected-resource/api")),
+        ] {
+            let r = reqwest::get(&url).await.unwrap();
+            assert_eq!(r.status(), StatusCode::OK, "{url}");
+            let m: serde_json::Value = r.json().await.unwrap();
+            assert_eq!(m["resource"], format!("{issuer}/{resource}"), "{url}");
+            assert_eq!(m["authorization_servers"], serde_json::json!([issuer]), "{url}");
+        }
+        let challenge = reqwest::Client::new().post(format!("{issuer}/mcp")).send().await.unwrap();
+        assert_eq!(challenge.status(), StatusCode::UNAUTHORIZED);
+        let www = challenge.headers()["www-authenticate"].to_str().unwrap().to_owned();
+        assert!(www.contains(&format!("{issuer}/.well-known/oauth-protected-resource/mcp")), "{www}");
+
+        // A whole browser flow: every redirect and form stays under the path.
+        app.create_workspace("acme").await;
+        app.create_user("ada@example.com", PASSWORD).await;
+        app.add_member("acme", "ada@example.com", "contacts:read").await;
+        let c = app
+            .create_client(NewClient {
+                name: "Zapier".into(),
+                redirect_uris: vec![crate::support::REDIRECT.into()],
+                scope: "contacts:read".into(),
+                ..Default::default()
+            })
+            .await;
+        let id = c.client.id.to_string();
+        let b = crate::support::browser();
+        let a = Authz::new(&id, "contacts:read");
+        let r = b.get(a.url(&app)).send().await.unwrap();
+        let login = location(r.headers());
+        assert!(login.starts_with("/tenant/eu/login?req="), "{login}");
+        let html = b.get(format!("{origin}{login}")).send().await.unwrap().text().await.unwrap();
+        assert!(html.contains(r#"action="/tenant/eu/login""#), "{html}");
+        let r = b
+            .post(format!("{issuer}/login"))
+            .form(&[
+                ("email", "ada@example.com"),
+                ("password", PASSWORD),
+                ("csrf", &hidden(&html, "csrf")),
+                ("req", &hidden(&html, "req")),
+            ])
+            .send()
+            .await
+            .unwrap();
+        let consent = location(r.headers());
+        assert!(consent.starts_with("/tenant/eu/consent?req="), "{consent}");
+        let html = b.get(format!("{origin}{consent}")).send().await.unwrap().text().await.unwrap();
+        assert!(html.contains(r#"action="/tenant/eu/consent""#));
+        let r = b
+            .post(format!("{issuer}/consent"))
+            .form(&[
+                ("csrf", hidden(&html, "csrf").as_str()),
+                ("req", &hidden(&html, "req")),
+                ("workspace", &options(&html)[0]),
+                ("decision", "allow"),
+            ])
+            .send()
+            .await
+            .unwrap();
+        let callback = location(r.headers());
+        let q = query(&callback);
+        assert_eq!(q["iss"], issuer);
+        let r = reqwest::Client::new()
+            .post(format!("{issuer}/oauth2/token"))
+            .basic_auth(&id, Some(secrecy::ExposeSecret::expose_secret(c.secret.as_ref().unwrap())))
+            .form(&[
+                ("grant_type", "authorization_code"),
+                ("code", &q["code"]),
+                ("redirect_uri", crate::support::REDIRECT),
+                ("code_verifier", &a.verifier),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        let t: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(crate::support::claims(t["access_token"].as_str().unwrap())["iss"], issuer);
+        // The device page sends a signed-out browser to sign-in under the path.
+        let r = crate::support::browser()
+            .get(format!("{issuer}/device?user_code=ABCD-EFGH"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            location(r.headers()),
+            "/tenant/eu/login?next=%2Ftenant%2Feu%2Fdevice%3Fuser_code%3DABCD-EFGH"
+        );
+    }
+}
