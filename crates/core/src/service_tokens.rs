@@ -62,6 +62,8 @@ pub struct Mint<'a> {
     pub subject: &'a str,
     /// Extra detail for the event (the external issuer, say).
     pub detail: serde_json::Value,
+    /// The protected resource the token is for (RFC 8707); `None`: the default audience.
+    pub resource: Option<&'a str>,
 }
 
 /// Signs a service token and records the mint.
@@ -70,11 +72,15 @@ pub async fn mint<S: Store>(cx: &Cx<S>, m: Mint<'_>) -> Result<TokenResponse, OA
     if m.scopes.is_empty() {
         return Err(OAuthError::invalid_scope("a service token needs at least one scope"));
     }
+    let aud = match m.resource {
+        Some(r) => crate::oauth::resource::requested(&cx.settings, &[r])?.remove(0),
+        None => cx.settings.audience.clone(),
+    };
     let now = cx.now();
     let claims = AccessClaims {
         iss: cx.settings.issuer.clone(),
         sub: m.subject.to_owned(),
-        aud: cx.settings.audience.clone(),
+        aud,
         exp: (now + m.ttl).unix_timestamp(),
         iat: now.unix_timestamp(),
         jti: crate::oauth::tokens::new_jti(),
@@ -94,6 +100,7 @@ pub async fn mint<S: Store>(cx: &Cx<S>, m: Mint<'_>) -> Result<TokenResponse, OA
         "ttl_seconds": m.ttl.whole_seconds(),
         "expires_at": crate::rfc3339(now + m.ttl),
         "sub": claims.sub,
+        "aud": claims.aud,
     });
     if let (Some(d), serde_json::Value::Object(extra)) = (detail.as_object_mut(), m.detail) {
         d.extend(extra);

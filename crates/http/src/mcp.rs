@@ -215,17 +215,16 @@ fn tool(name: &str) -> Option<&'static ToolDef> {
 }
 
 /// The guard of the MCP endpoint: the same budgets and caches as the reference API's, its own
-/// resource identifier and metadata. Tokens for the reference API (`<issuer>/api`) are accepted
-/// too: the tools are the same operations.
+/// resource identifier and metadata. Only tokens for this resource (`aud` = `<issuer>/mcp`, what
+/// MCP clients ask for with RFC 8707 `resource`) are accepted: a token for the API is not
+/// replayable here, nor the other way round.
 pub fn guard<S: Store>(reference: &Guard<S>) -> Guard<S> {
     let issuer = &reference.cx().settings.issuer;
     let identifier = paths::url(issuer, paths::MCP);
-    let mut audiences = reference.resource().audiences.clone();
-    audiences.push(identifier.clone());
     reference.for_resource(Resource {
-        identifier,
+        identifier: identifier.clone(),
         metadata_url: paths::url(issuer, paths::MCP_PROTECTED_RESOURCE),
-        audiences,
+        audiences: vec![identifier],
         scopes: crate::REFERENCE_SCOPES.iter().map(|s| (*s).to_owned()).collect(),
         name: "Portcullis MCP server".into(),
     })

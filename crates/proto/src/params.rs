@@ -13,15 +13,24 @@ use std::collections::BTreeMap;
 pub struct Params {
     values: BTreeMap<String, String>,
     repeated: Vec<String>,
+    /// Every value of the parameters that may repeat ([`MULTI_VALUED`]), in order.
+    multi: Vec<(String, String)>,
 }
+
+/// Parameters that extensions allow more than once: RFC 8707 `resource` and RFC 8693 `audience`.
+pub const MULTI_VALUED: &[&str] = &["resource", "audience"];
 
 impl Params {
     pub fn parse(input: &[u8]) -> Self {
         let mut values = BTreeMap::new();
         let mut repeated = Vec::new();
+        let mut multi = Vec::new();
         for (k, v) in form_urlencoded::parse(input) {
             if v.is_empty() {
                 continue;
+            }
+            if MULTI_VALUED.contains(&k.as_ref()) {
+                multi.push((k.clone().into_owned(), v.clone().into_owned()));
             }
             match values.entry(k.into_owned()) {
                 std::collections::btree_map::Entry::Occupied(e) => {
@@ -34,7 +43,7 @@ impl Params {
                 }
             }
         }
-        Self { values, repeated }
+        Self { values, repeated, multi }
     }
 
     pub fn get(&self, name: &str) -> Option<&str> {
@@ -50,9 +59,15 @@ impl Params {
         self.repeated.iter().any(|r| r == name)
     }
 
-    /// Fails with `invalid_request` naming the first repeated parameter, if any.
+    /// Every value of a parameter that may repeat ([`MULTI_VALUED`]).
+    pub fn all(&self, name: &str) -> Vec<&str> {
+        self.multi.iter().filter(|(k, _)| k == name).map(|(_, v)| v.as_str()).collect()
+    }
+
+    /// Fails with `invalid_request` naming the first repeated parameter, if any (parameters that
+    /// may repeat excepted).
     pub fn reject_repeated(&self) -> Result<(), OAuthError> {
-        match self.repeated.first() {
+        match self.repeated.iter().find(|r| !MULTI_VALUED.contains(&r.as_str())) {
             Some(name) => {
                 Err(OAuthError::invalid_request(format!("the {name} parameter was sent more than once")))
             }
@@ -89,6 +104,14 @@ mod tests {
         assert!(!p.is_repeated("x"));
         let err = p.reject_repeated().unwrap_err();
         assert_eq!(err.code, crate::ErrorCode::InvalidRequest);
+    }
+
+    #[test]
+    fn resource_may_repeat() {
+        let p = Params::parse(b"resource=https%3A%2F%2Fa&resource=https%3A%2F%2Fb&x=1");
+        assert_eq!(p.all("resource"), vec!["https://a", "https://b"]);
+        assert!(p.reject_repeated().is_ok());
+        assert!(Params::parse(b"resource=a&x=1&x=2").reject_repeated().is_err());
     }
 
     #[test]

@@ -9,13 +9,18 @@ use serde::Serialize;
 /// here without implementing it is a compile error.
 pub enum TokenRequest {
     /// RFC 6749 §4.1.3 with RFC 7636 §4.5.
-    AuthorizationCode { code: String, redirect_uri: Option<String>, code_verifier: Option<String> },
+    AuthorizationCode {
+        code: String,
+        redirect_uri: Option<String>,
+        code_verifier: Option<String>,
+        resources: Vec<String>,
+    },
     /// RFC 6749 §6.
-    RefreshToken { refresh_token: String, scope: Option<String> },
+    RefreshToken { refresh_token: String, scope: Option<String>, resources: Vec<String> },
     /// RFC 6749 §4.4.2.
-    ClientCredentials { scope: Option<String> },
+    ClientCredentials { scope: Option<String>, resources: Vec<String> },
     /// RFC 8628 §3.4.
-    DeviceCode { device_code: String },
+    DeviceCode { device_code: String, resources: Vec<String> },
     /// RFC 8693 §2.1.
     TokenExchange {
         subject_token: String,
@@ -23,7 +28,7 @@ pub enum TokenRequest {
         requested_token_type: Option<String>,
         scope: Option<String>,
         audience: Option<String>,
-        resource: Option<String>,
+        resources: Vec<String>,
         actor_token: Option<String>,
     },
 }
@@ -40,27 +45,33 @@ impl TokenRequest {
     pub fn from_params(p: &Params) -> Result<Self, OAuthError> {
         p.reject_repeated()?;
         let grant_type = p.require("grant_type")?;
+        // RFC 8707 §2.2: `resource` may appear on any token request, more than once.
+        let resources: Vec<String> = p.all("resource").into_iter().map(str::to_owned).collect();
         match grant_type {
             GRANT_AUTHORIZATION_CODE => Ok(Self::AuthorizationCode {
                 code: p.require("code")?.to_owned(),
                 redirect_uri: p.get("redirect_uri").map(str::to_owned),
                 code_verifier: p.get("code_verifier").map(str::to_owned),
+                resources,
             }),
             GRANT_REFRESH_TOKEN => Ok(Self::RefreshToken {
                 refresh_token: p.require("refresh_token")?.to_owned(),
                 scope: p.get("scope").map(str::to_owned),
+                resources,
             }),
             GRANT_CLIENT_CREDENTIALS => {
-                Ok(Self::ClientCredentials { scope: p.get("scope").map(str::to_owned) })
+                Ok(Self::ClientCredentials { scope: p.get("scope").map(str::to_owned), resources })
             }
-            GRANT_DEVICE_CODE => Ok(Self::DeviceCode { device_code: p.require("device_code")?.to_owned() }),
+            GRANT_DEVICE_CODE => {
+                Ok(Self::DeviceCode { device_code: p.require("device_code")?.to_owned(), resources })
+            }
             GRANT_TOKEN_EXCHANGE => Ok(Self::TokenExchange {
                 subject_token: p.require("subject_token")?.to_owned(),
                 subject_token_type: p.require("subject_token_type")?.to_owned(),
                 requested_token_type: p.get("requested_token_type").map(str::to_owned),
                 scope: p.get("scope").map(str::to_owned),
                 audience: p.get("audience").map(str::to_owned),
-                resource: p.get("resource").map(str::to_owned),
+                resources,
                 actor_token: p.get("actor_token").map(str::to_owned),
             }),
             other => Err(OAuthError::new(

@@ -175,6 +175,10 @@ pub enum TokenCmd {
         /// Lifetime, 5m-60m.
         #[arg(long, value_name = "DURATION", default_value = "15m")]
         ttl: String,
+        /// The protected resource the token is for (RFC 8707 `aud`), e.g. `<issuer>/mcp`;
+        /// default: the API audience.
+        #[arg(long, value_name = "URL")]
+        resource: Option<String>,
     },
 }
 
@@ -372,8 +376,14 @@ pub async fn run(cli: Cli) -> Result<(), String> {
                     )
                     .await?;
                     return match &cmd {
-                        Command::Token(TokenCmd::Mint { workspace, scope, bundle, ttl }) => {
-                            mint_token(&cx, workspace, scope.as_deref(), bundle.as_deref(), ttl, json).await
+                        Command::Token(TokenCmd::Mint { workspace, scope, bundle, ttl, resource }) => {
+                            let what = MintWhat {
+                                scope: scope.as_deref(),
+                                bundle: bundle.as_deref(),
+                                ttl,
+                                resource: resource.as_deref(),
+                            };
+                            mint_token(&cx, workspace, what, json).await
                         }
                         Command::Audit(audit) => crate::audit_cli::run(&cx, audit, json).await,
                         _ => unreachable!("matched above"),
@@ -959,14 +969,21 @@ async fn trust_command<S: Store>(admin: &Admin<S>, cmd: &TrustPolicyCmd, json: b
 }
 
 /// `token mint`: needs the signing keys, so it runs with a full context.
+/// What `token mint` asks for.
+struct MintWhat<'a> {
+    scope: Option<&'a str>,
+    bundle: Option<&'a str>,
+    ttl: &'a str,
+    resource: Option<&'a str>,
+}
+
 async fn mint_token<S: Store>(
     cx: &Cx<S>,
     workspace: &str,
-    scope: Option<&str>,
-    bundle: Option<&str>,
-    ttl: &str,
+    what: MintWhat<'_>,
     json: bool,
 ) -> Result<(), String> {
+    let MintWhat { scope, bundle, ttl, resource } = what;
     let admin = cx.admin();
     let e = |e: portcullis_core::admin::AdminError| e.to_string();
     let ttl = parse_duration("--ttl", ttl)?;
@@ -985,6 +1002,7 @@ async fn mint_token<S: Store>(
             via: Via::Cli,
             subject: "cli",
             detail: json!({}),
+            resource,
         },
     )
     .await

@@ -197,6 +197,7 @@ macro_rules! impl_sql_store {
                     expires_at: ts(row, "expires_at")?,
                     revoked_at: ts_opt(row, "revoked_at")?,
                     revoked_reason: col(row, "revoked_reason")?,
+                    resources: d::words(col(row, "resources")?),
                 })
             }
 
@@ -240,6 +241,7 @@ macro_rules! impl_sql_store {
                     last_polled_at: ts_opt(row, "last_polled_at")?,
                     created_at: ts(row, "created_at")?,
                     expires_at: ts(row, "expires_at")?,
+                    resources: d::words(col(row, "resources")?),
                     approval,
                 })
             }
@@ -667,8 +669,8 @@ macro_rules! impl_sql_store {
                 async fn insert_code(&self, c: &AuthCode, f: &TokenFamily) -> StoreResult<()> {
                     let mut tx = self.pool.begin().await.map_err(db)?;
                     sql!(
-                        "INSERT INTO token_families (id, client_id, user_id, workspace_id, grant_id, created_at, expires_at) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7)"
+                        "INSERT INTO token_families (id, client_id, user_id, workspace_id, grant_id, created_at, expires_at, resources) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
                     )
                     .bind(f.id.as_str())
                     .bind(f.client_id.as_str())
@@ -677,6 +679,7 @@ macro_rules! impl_sql_store {
                     .bind(f.grant_id.as_ref().map(|g| g.as_str()))
                     .bind(f.created_at.unix_timestamp())
                     .bind(f.expires_at.unix_timestamp())
+                    .bind(f.resources.join(" "))
                     .execute(&mut *tx)
                     .await
                     .map_err(err("family"))?;
@@ -750,8 +753,8 @@ macro_rules! impl_sql_store {
             impl TokenStore for $store {
                 async fn family(&self, id: &FamilyId) -> StoreResult<Option<TokenFamily>> {
                     sql!(
-                        "SELECT id, client_id, user_id, workspace_id, grant_id, created_at, expires_at, revoked_at, revoked_reason \
-                         FROM token_families WHERE id = $1"
+                        "SELECT id, client_id, user_id, workspace_id, grant_id, created_at, expires_at, revoked_at, revoked_reason, \
+                         resources FROM token_families WHERE id = $1"
                     )
                     .bind(id.as_str())
                     .fetch_optional(&self.pool)
@@ -883,7 +886,7 @@ macro_rules! impl_sql_store {
                 async fn insert_device_code(&self, dc: &DeviceCode) -> StoreResult<()> {
                     sql!(
                         "INSERT INTO device_codes (device_code_hash, user_code, client_id, scopes, status, interval_seconds, \
-                         created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+                         created_at, expires_at, resources) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
                     )
                     .bind(dc.hash.as_bytes().to_vec())
                     .bind(&dc.user_code)
@@ -893,6 +896,7 @@ macro_rules! impl_sql_store {
                     .bind(dc.interval)
                     .bind(dc.created_at.unix_timestamp())
                     .bind(dc.expires_at.unix_timestamp())
+                    .bind(dc.resources.join(" "))
                     .execute(&self.pool)
                     .await
                     .map_err(err("user_code"))?;
@@ -902,7 +906,7 @@ macro_rules! impl_sql_store {
                 async fn pending_device_by_user_code(&self, user_code: &str, now: OffsetDateTime) -> StoreResult<Option<DeviceCode>> {
                     sql!(
                         "SELECT device_code_hash, user_code, client_id, scopes, status, interval_seconds, last_polled_at, \
-                         created_at, expires_at, user_id, workspace_id, grant_id, family_id, granted_scopes, auth_time, decided_at \
+                         created_at, expires_at, user_id, workspace_id, grant_id, family_id, granted_scopes, auth_time, decided_at, resources \
                          FROM device_codes WHERE user_code = $1 AND status = 'pending' AND expires_at > $2"
                     )
                     .bind(user_code)
@@ -926,7 +930,7 @@ macro_rules! impl_sql_store {
                          WHERE device_code_hash = $1 \
                          RETURNING device_code_hash, user_code, client_id, scopes, status, interval_seconds, last_polled_at, \
                            created_at, expires_at, user_id, workspace_id, grant_id, family_id, granted_scopes, auth_time, \
-                           decided_at, poll_too_fast"
+                           decided_at, resources, poll_too_fast"
                     )
                     .bind(h.as_bytes().to_vec())
                     .bind(now.unix_timestamp())
@@ -946,8 +950,8 @@ macro_rules! impl_sql_store {
                 ) -> StoreResult<bool> {
                     let mut tx = self.pool.begin().await.map_err(db)?;
                     sql!(
-                        "INSERT INTO token_families (id, client_id, user_id, workspace_id, grant_id, created_at, expires_at) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7)"
+                        "INSERT INTO token_families (id, client_id, user_id, workspace_id, grant_id, created_at, expires_at, resources) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
                     )
                     .bind(f.id.as_str())
                     .bind(f.client_id.as_str())
@@ -956,6 +960,7 @@ macro_rules! impl_sql_store {
                     .bind(f.grant_id.as_ref().map(|g| g.as_str()))
                     .bind(f.created_at.unix_timestamp())
                     .bind(f.expires_at.unix_timestamp())
+                    .bind(f.resources.join(" "))
                     .execute(&mut *tx)
                     .await
                     .map_err(err("family"))?;

@@ -239,6 +239,7 @@ async fn grant_and_family<S: Store>(s: &S, w: &Workspace, u: &User, c: &Client) 
         expires_at: t0() + Duration::days(90),
         revoked_at: None,
         revoked_reason: None,
+        resources: vec!["https://as.example/mcp".into(), "https://as.example/api".into()],
     };
     (g, family)
 }
@@ -526,6 +527,7 @@ async fn device_codes<S: Store>(s: &S) {
         last_polled_at: None,
         created_at: t0(),
         expires_at: t0() + Duration::minutes(10),
+        resources: vec!["https://as.example/mcp".into()],
         approval: None,
     };
     s.insert_device_code(&dc).await.unwrap();

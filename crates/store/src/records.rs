@@ -162,6 +162,9 @@ pub struct TokenFamily {
     pub expires_at: OffsetDateTime,
     pub revoked_at: Option<OffsetDateTime>,
     pub revoked_reason: Option<String>,
+    /// RFC 8707: the protected resources the authorization was for (empty: none was named, and
+    /// tokens get the default audience). A token request may narrow to one of them.
+    pub resources: Vec<String>,
 }
 
 /// A refresh token, stored by hash.
@@ -249,6 +252,8 @@ pub struct DeviceCode {
     pub last_polled_at: Option<OffsetDateTime>,
     pub created_at: OffsetDateTime,
     pub expires_at: OffsetDateTime,
+    /// RFC 8707 resources named in the device authorization request.
+    pub resources: Vec<String>,
     pub approval: Option<DeviceApproval>,
 }
 

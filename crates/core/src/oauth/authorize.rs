@@ -28,6 +28,9 @@ pub struct AuthorizationRequest {
     pub code_challenge: String,
     pub nonce: Option<String>,
     pub prompt: Prompt,
+    /// RFC 8707: the protected resources the client asks access to (ours, checked).
+    #[serde(default)]
+    pub resources: Vec<String>,
 }
 
 /// The OpenID Connect `prompt` parameter (§3.1.2.1).
@@ -282,6 +285,8 @@ pub async fn validate<S: Store>(cx: &Cx<S>, p: &Params) -> Result<AuthorizationR
         )));
     }
 
+    // RFC 8707 §2: unknown resources are `invalid_target`, sent back to the client.
+    let resources = super::resource::requested(&cx.settings, &p.all("resource")).map_err(redirect_err)?;
     let prompt = parse_prompt(p.get("prompt")).map_err(redirect_err)?;
     let nonce = p.get("nonce").map(str::to_owned);
     if nonce.as_ref().is_some_and(|n| n.len() > 512) {
@@ -297,6 +302,7 @@ pub async fn validate<S: Store>(cx: &Cx<S>, p: &Params) -> Result<AuthorizationR
         code_challenge: code_challenge.to_owned(),
         nonce,
         prompt,
+        resources,
     })
 }
 

@@ -281,6 +281,7 @@ async fn issue_code<S: Store>(
         expires_at: now + cx.settings.refresh_token_absolute_ttl,
         revoked_at: None,
         revoked_reason: None,
+        resources: req.resources.clone(),
     };
     let code = AuthCode {
         hash: TokenHash::of(secret.expose_secret()),

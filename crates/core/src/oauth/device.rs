@@ -71,9 +71,11 @@ pub async fn start<S: Store>(
     cx: &Cx<S>,
     auth: &ClientAuth,
     scope: Option<&str>,
+    resources: &[&str],
     verification_uri: String,
 ) -> Result<DeviceAuthorizationResponse, OAuthError> {
     let client = client_auth::authenticate(cx, auth).await?;
+    let resources = crate::oauth::resource::requested(&cx.settings, resources)?;
     if !client.allows_grant(GRANT_DEVICE_CODE) {
         return Err(OAuthError::unauthorized_client(
             "this client may not use the device authorization grant",
@@ -108,6 +110,7 @@ pub async fn start<S: Store>(
             last_polled_at: None,
             created_at: now,
             expires_at: now + cx.settings.device_code_ttl,
+            resources: resources.clone(),
             approval: None,
         };
         match cx.store.insert_device_code(&dc).await {
@@ -251,6 +254,7 @@ pub async fn decide<S: Store>(
         expires_at: now + cx.settings.refresh_token_absolute_ttl,
         revoked_at: None,
         revoked_reason: None,
+        resources: dc.resources.clone(),
     };
     let approval = DeviceApproval {
         user_id: session.user_id.clone(),

@@ -3,6 +3,7 @@
 
 use super::client_auth;
 use super::grants;
+use super::resource;
 use crate::context::Cx;
 use portcullis_proto::token::GRANT_TOKEN_EXCHANGE;
 use portcullis_proto::{ClientAuth, OAuthError, TokenRequest, TokenResponse};
@@ -23,7 +24,7 @@ pub async fn exchange<S: Store>(
         requested_token_type,
         scope,
         audience,
-        resource,
+        resources,
         actor_token,
     } = req
     {
@@ -42,7 +43,7 @@ pub async fn exchange<S: Store>(
             requested_token_type,
             scope,
             audience,
-            resource,
+            resources,
             actor_token,
             ip,
         };
@@ -60,29 +61,42 @@ pub async fn exchange<S: Store>(
         )));
     }
     match req {
-        TokenRequest::AuthorizationCode { code, redirect_uri, code_verifier } => {
+        TokenRequest::AuthorizationCode { code, redirect_uri, code_verifier, resources } => {
+            let resources = resource::requested(&cx.settings, &as_strs(&resources))?;
             grants::authorization_code::exchange(
                 cx,
                 &client,
-                grants::authorization_code::Params { code, redirect_uri, code_verifier },
+                grants::authorization_code::Params { code, redirect_uri, code_verifier, resources },
             )
             .await
         }
-        TokenRequest::RefreshToken { refresh_token, scope } => {
+        TokenRequest::RefreshToken { refresh_token, scope, resources } => {
+            let resources = resource::requested(&cx.settings, &as_strs(&resources))?;
             grants::refresh_token::exchange(
                 cx,
                 &client,
-                grants::refresh_token::Params { refresh_token, scope },
+                grants::refresh_token::Params { refresh_token, scope, resources },
             )
             .await
         }
-        TokenRequest::ClientCredentials { scope } => {
-            grants::client_credentials::exchange(cx, &client, grants::client_credentials::Params { scope })
-                .await
+        TokenRequest::ClientCredentials { scope, resources } => {
+            let resources = resource::requested(&cx.settings, &as_strs(&resources))?;
+            grants::client_credentials::exchange(
+                cx,
+                &client,
+                grants::client_credentials::Params { scope, resources },
+            )
+            .await
         }
-        TokenRequest::DeviceCode { device_code } => {
-            grants::device_code::exchange(cx, &client, grants::device_code::Params { device_code }).await
+        TokenRequest::DeviceCode { device_code, resources } => {
+            let resources = resource::requested(&cx.settings, &as_strs(&resources))?;
+            grants::device_code::exchange(cx, &client, grants::device_code::Params { device_code, resources })
+                .await
         }
         TokenRequest::TokenExchange { .. } => unreachable!("handled above: it needs no client"),
     }
+}
+
+fn as_strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
 }

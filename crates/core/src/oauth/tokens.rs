@@ -83,6 +83,8 @@ pub struct UserTokens<'a> {
     pub workspace_id: &'a WorkspaceId,
     pub grant_id: &'a GrantId,
     pub family: &'a TokenFamily,
+    /// The access token's `aud`: the protected resource it is for (RFC 8707).
+    pub audience: &'a str,
     /// Scopes of this access token.
     pub scopes: &'a ScopeSet,
     /// Scopes of the refresh token (RFC 6749 §6: a rotated refresh token keeps the scope of the
@@ -108,7 +110,7 @@ pub fn mint_user_tokens<S: Store>(cx: &Cx<S>, t: UserTokens<'_>) -> Result<Minte
     let claims = AccessClaims {
         iss: cx.settings.issuer.clone(),
         sub: t.user.id.to_string(),
-        aud: cx.settings.audience.clone(),
+        aud: t.audience.to_owned(),
         exp: (now + ttl).unix_timestamp(),
         iat: now.unix_timestamp(),
         jti: new_jti(),
@@ -189,13 +191,14 @@ pub fn mint_client_token<S: Store>(
     client: &Client,
     workspace: &WorkspaceId,
     scopes: &ScopeSet,
+    audience: &str,
 ) -> Result<TokenResponse, OAuthError> {
     let now = cx.now();
     let ttl = cx.settings.access_token_ttl;
     let claims = AccessClaims {
         iss: cx.settings.issuer.clone(),
         sub: client.id.to_string(),
-        aud: cx.settings.audience.clone(),
+        aud: audience.to_owned(),
         exp: (now + ttl).unix_timestamp(),
         iat: now.unix_timestamp(),
         jti: new_jti(),

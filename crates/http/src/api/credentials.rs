@@ -364,6 +364,9 @@ pub struct MintServiceToken {
     pub bundle: Option<String>,
     /// 5–60 minutes; default 15 minutes.
     pub ttl: Option<Ttl>,
+    /// The protected resource the token is for (RFC 8707; its `aud`), e.g. `<issuer>/mcp`.
+    /// Default: the API audience.
+    pub resource: Option<String>,
 }
 
 /// RFC 6749 §5.1-shaped token response.
@@ -417,10 +420,16 @@ pub async fn mint_service_token<S: Store>(
             via: Via::ApiKey,
             subject: key_id.as_str(),
             detail: serde_json::json!({}),
+            resource: b.resource.as_deref(),
         },
     )
     .await
-    .map_err(|_| Problem::internal())?;
+    .map_err(|e| match e.code {
+        portcullis_proto::ErrorCode::ServerError => Problem::internal(),
+        _ => {
+            Problem::bad_request(e.description.map(|d| d.into_owned()).unwrap_or_else(|| e.code.to_string()))
+        }
+    })?;
     Ok(ok(
         StatusCode::CREATED,
         &ServiceToken {

@@ -120,7 +120,8 @@ pub async fn device_authorization<S: Store>(
     let r = async {
         let (params, auth) = client_form(&headers, body).await?;
         let verification_uri = paths::url(&cx.settings.issuer, paths::DEVICE);
-        device::start(&cx, &auth, params.get("scope"), verification_uri).await
+        let resources = params.all("resource");
+        device::start(&cx, &auth, params.get("scope"), &resources, verification_uri).await
     }
     .await;
     match r {

@@ -14,4 +14,5 @@ mod lifecycle;
 mod matrix;
 mod mcp;
 mod multiprocess;
+mod resources;
 mod support;

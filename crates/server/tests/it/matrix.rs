@@ -3,7 +3,7 @@
 //! allowed / insufficient scope / revoked / expired, then address allowlists (IPv4, IPv6) and
 //! budgets (an API key's own, per token, per workspace).
 
-use crate::support::{World, browser, claims, json, s, tokens_for, world};
+use crate::support::{World, browser, claims, json, s, tokens_for, tokens_for_resource, world};
 use portcullis_core::api_keys::{Expiry, NewKey};
 use portcullis_domain::RateLimit;
 use portcullis_guard::Budgets;
@@ -118,7 +118,23 @@ struct Creds {
     minter_id: String,
 }
 
-async fn creds(app: &TestApp, w: &World) -> Creds {
+/// The RFC 8707 resource a token for `surface` is requested for (API keys have no audience).
+fn resource(app: &TestApp, surface: Surface) -> String {
+    match surface {
+        Surface::Mcp => app.url("/mcp"),
+        Surface::Reference | Surface::Gateway => app.url("/api"),
+    }
+}
+
+/// A user token for `surface`: the whole browser flow with `resource`.
+async fn user_token(app: &TestApp, w: &World, surface: Surface) -> String {
+    s(
+        &tokens_for_resource(app, w, &browser(), "contacts:read", &resource(app, surface)).await,
+        "access_token",
+    )
+}
+
+async fn creds(app: &TestApp, w: &World, surface: Surface) -> Creds {
     let issued = app
         .create_key(
             "acme",
@@ -130,7 +146,7 @@ async fn creds(app: &TestApp, w: &World) -> Creds {
             },
         )
         .await;
-    let user_token = s(&tokens_for(app, w, &browser(), "contacts:read").await, "access_token");
+    let user_token = user_token(app, w, surface).await;
     let minter = app
         .create_key(
             "acme",
@@ -144,7 +160,7 @@ async fn creds(app: &TestApp, w: &World) -> Creds {
     let r = reqwest::Client::new()
         .post(app.url("/api/v1/service-tokens"))
         .bearer_auth(minter.secret.expose())
-        .json(&json!({"scope": "contacts:read", "ttl": "10m"}))
+        .json(&json!({"scope": "contacts:read", "ttl": "10m", "resource": resource(app, surface)}))
         .send()
         .await
         .unwrap();
@@ -163,7 +179,7 @@ async fn matrix(backend: Backend) {
     let admin = app.api_key("acme", "keys:manage").await;
     for surface in SURFACES {
         // Allowed and insufficient scope, for each credential type.
-        let c = creds(&app, &w).await;
+        let c = creds(&app, &w, surface).await;
         for (cred, what) in
             [(&c.key, "api key"), (&c.user_token, "user token"), (&c.service_token, "service token")]
         {
@@ -187,7 +203,7 @@ async fn matrix(backend: Backend) {
             assert_status(&app, surface, cred, false, StatusCode::UNAUTHORIZED, "invalid_token", what).await;
         }
         // Expired: the key after 20 min, the user token after 15, the service token after 10.
-        let c = creds(&app, &w).await;
+        let c = creds(&app, &w, surface).await;
         app.clock.advance(Duration::minutes(20) + Duration::seconds(6));
         for (cred, what) in [
             (&c.key, "expired key"),
@@ -249,9 +265,12 @@ async fn budgets(backend: Backend) {
     let Some(app) = spawn(backend, b).await else { return };
     let w = world(&app).await;
     let t1 = s(&tokens_for(&app, &w, &browser(), "contacts:read").await, "access_token");
-    // Three requests for the grant, spread over the surfaces; the fourth is over its budget.
+    // Three requests for the grant, spread over the surfaces (the MCP endpoint needs a token of
+    // the same grant for its own resource); the fourth is over its budget.
+    let t1_mcp = user_token(&app, &w, Surface::Mcp).await;
     for surface in SURFACES {
-        assert!(request(&app, surface, &t1, false, None).await.status().is_success(), "{surface:?}");
+        let t = if let Surface::Mcp = surface { &t1_mcp } else { &t1 };
+        assert!(request(&app, surface, t, false, None).await.status().is_success(), "{surface:?}");
     }
     let r = request(&app, Surface::Reference, &t1, false, None).await;
     assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
@@ -264,7 +283,7 @@ async fn budgets(backend: Backend) {
         StatusCode::TOO_MANY_REQUESTS
     );
     let other_app = crate::support::other_client(&app, &w).await;
-    let t2 = s(&tokens_for(&app, &other_app, &browser(), "contacts:read").await, "access_token");
+    let t2 = user_token(&app, &other_app, Surface::Mcp).await;
     let key = app.api_key("acme", "contacts:read").await;
     let ok = request(&app, Surface::Mcp, &t2, false, None).await;
     assert!(ok.status().is_success());

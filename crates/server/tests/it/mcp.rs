@@ -2,7 +2,7 @@
 //! tools filtered by scope, a call beyond the scopes refused with the 403 step-up challenge,
 //! tool errors, revocation. The happy path through the official MCP SDK is in `interop/`.
 
-use crate::support::{browser, json, s, tokens_for, world};
+use crate::support::{browser, json, s, tokens_for_resource, world};
 use portcullis_testkit::{TestApp, both_backends};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -103,7 +103,7 @@ async fn mcp_tools_follow_the_credentials_scopes(app: TestApp) {
 
 async fn mcp_with_oauth_tokens(app: TestApp) {
     let w = world(&app).await;
-    let t = tokens_for(&app, &w, &browser(), "contacts:read").await;
+    let t = tokens_for_resource(&app, &w, &browser(), "contacts:read", &app.url("/mcp")).await;
     let at = s(&t, "access_token");
     assert_eq!(tool_names(&app, &at).await, ["get_contact", "list_contacts"]);
     assert_eq!(call(&app, &at, "create_contact", json!({"name": "X"})).await.status(), StatusCode::FORBIDDEN);

@@ -277,6 +277,21 @@ pub async fn tokens_for(app: &impl Server, w: &World, b: &reqwest::Client, scope
     json(r).await
 }
 
+/// Like [`tokens_for`], with an RFC 8707 `resource` on the authorization request.
+pub async fn tokens_for_resource(
+    app: &impl Server,
+    w: &World,
+    b: &reqwest::Client,
+    scope: &str,
+    resource: &str,
+) -> serde_json::Value {
+    let a = Authz::new(&w.client_id, scope).with("resource", resource);
+    let code = code_from(app, &authorize(app, b, &a).await, &a);
+    let r = redeem(app, w, &code, &a.verifier).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    json(r).await
+}
+
 /// `grant_type=refresh_token` with client_secret_basic.
 pub async fn refresh(app: &impl Server, w: &World, token: &str, scope: Option<&str>) -> reqwest::Response {
     let mut form = vec![("grant_type", "refresh_token"), ("refresh_token", token)];

@@ -12,6 +12,8 @@ pub struct Params {
     pub code: String,
     pub redirect_uri: Option<String>,
     pub code_verifier: Option<String>,
+    /// RFC 8707 resources named on this token request (already checked to be ours).
+    pub resources: Vec<String>,
 }
 
 /// One message for every unusable code, so a client learns nothing about other clients' codes.
@@ -43,6 +45,9 @@ pub async fn exchange<S: Store>(cx: &Cx<S>, client: &Client, p: Params) -> Resul
     if family.revoked_at.is_some() {
         return Err(bad_code());
     }
+    // The code is spent either way: a token request for a resource that was not authorized
+    // does not get a second try with the same code.
+    let audience = crate::oauth::resource::audience(&cx.settings, &family.resources, &p.resources)?;
     let grant = cx.store.grant_by_id(&code.grant_id).await.map_err(internal)?;
     if grant.is_none_or(|g| g.revoked_at.is_some()) {
         return Err(OAuthError::invalid_grant("the user's consent was revoked"));
@@ -68,6 +73,7 @@ pub async fn exchange<S: Store>(cx: &Cx<S>, client: &Client, p: Params) -> Resul
             workspace_id: &code.workspace_id,
             grant_id: &code.grant_id,
             family: &family,
+            audience: &audience,
             scopes: &scopes,
             refresh_scopes: &scopes,
             auth_time: code.auth_time,

@@ -8,6 +8,8 @@ use portcullis_store::{Client, Store};
 
 pub struct Params {
     pub scope: Option<String>,
+    /// RFC 8707 resources (already checked to be ours); the token is for one of them.
+    pub resources: Vec<String>,
 }
 
 pub async fn exchange<S: Store>(cx: &Cx<S>, client: &Client, p: Params) -> Result<TokenResponse, OAuthError> {
@@ -38,5 +40,8 @@ pub async fn exchange<S: Store>(cx: &Cx<S>, client: &Client, p: Params) -> Resul
     if scopes.is_empty() {
         return Err(OAuthError::invalid_scope("no scope to grant"));
     }
-    mint_client_token(cx, client, workspace, &scopes)
+    // A client acting for itself may ask for any of our resources.
+    let audience = crate::oauth::resource::audience(&cx.settings, &cx.settings.resources, &p.resources)
+        .or_else(|e| if p.resources.is_empty() { Ok(cx.settings.audience.clone()) } else { Err(e) })?;
+    mint_client_token(cx, client, workspace, &scopes, &audience)
 }

@@ -10,6 +10,8 @@ use portcullis_store::{Client, DeviceStatus, Store};
 
 pub struct Params {
     pub device_code: String,
+    /// RFC 8707 resources named on this token request (already checked to be ours).
+    pub resources: Vec<String>,
 }
 
 pub async fn exchange<S: Store>(cx: &Cx<S>, client: &Client, p: Params) -> Result<TokenResponse, OAuthError> {
@@ -70,6 +72,7 @@ pub async fn exchange<S: Store>(cx: &Cx<S>, client: &Client, p: Params) -> Resul
                     "the user no longer holds any of the granted permissions",
                 ));
             }
+            let audience = crate::oauth::resource::audience(&cx.settings, &family.resources, &p.resources)?;
             issue_user_tokens(
                 cx,
                 UserTokens {
@@ -78,6 +81,7 @@ pub async fn exchange<S: Store>(cx: &Cx<S>, client: &Client, p: Params) -> Resul
                     workspace_id: &approval.workspace_id,
                     grant_id: &approval.grant_id,
                     family: &family,
+                    audience: &audience,
                     scopes: &scopes,
                     refresh_scopes: &scopes,
                     auth_time: approval.auth_time,

@@ -24,6 +24,9 @@ use serde::{Deserialize, Serialize};
 pub struct Params {
     pub refresh_token: String,
     pub scope: Option<String>,
+    /// RFC 8707 resources named on this request (already checked to be ours): one of those the
+    /// authorization was for.
+    pub resources: Vec<String>,
 }
 
 fn bad_token() -> OAuthError {
@@ -58,6 +61,9 @@ pub async fn exchange<S: Store>(cx: &Cx<S>, client: &Client, p: Params) -> Resul
     if token.expires_at <= now {
         return Err(bad_token());
     }
+
+    // RFC 8707 §2.2: the access token is for one of the authorized resources.
+    let audience = crate::oauth::resource::audience(&cx.settings, &family.resources, &p.resources)?;
 
     // RFC 6749 §6: the requested scope may narrow, never widen.
     let requested = match &p.scope {
@@ -99,6 +105,7 @@ pub async fn exchange<S: Store>(cx: &Cx<S>, client: &Client, p: Params) -> Resul
             workspace_id: &family.workspace_id,
             grant_id,
             family: &family,
+            audience: &audience,
             scopes: &scopes,
             refresh_scopes: &token.scopes,
             auth_time: family.created_at,

@@ -27,7 +27,7 @@ pub struct Params {
     pub requested_token_type: Option<String>,
     pub scope: Option<String>,
     pub audience: Option<String>,
-    pub resource: Option<String>,
+    pub resources: Vec<String>,
     pub actor_token: Option<String>,
     pub ip: Option<IpAddr>,
 }
@@ -48,15 +48,15 @@ pub async fn exchange<S: Store>(cx: &Cx<S>, p: Params) -> Result<TokenResponse, 
     {
         return Err(OAuthError::invalid_request("only access tokens can be requested"));
     }
-    // RFC 8693 §2.2.2: an audience or resource we do not serve is `invalid_target`.
-    for target in [&p.audience, &p.resource].into_iter().flatten() {
-        if *target != cx.settings.audience {
-            return Err(OAuthError::new(
-                ErrorCode::InvalidTarget,
-                "service tokens are issued only for this server's API audience",
-            ));
-        }
+    // RFC 8693 §2.2.2: an audience or resource we do not serve is `invalid_target`; the token
+    // is for one of our protected resources (RFC 8707), the default audience if none is named.
+    let mut targets: Vec<&str> = p.resources.iter().map(String::as_str).collect();
+    targets.extend(p.audience.as_deref());
+    let mut targets = crate::oauth::resource::requested(&cx.settings, &targets)?;
+    if targets.len() > 1 {
+        return Err(OAuthError::new(ErrorCode::InvalidTarget, "a service token is issued for one resource"));
     }
+    let target = targets.pop();
     let requested = match &p.scope {
         Some(raw) => Some(cx.catalogue.parse_known(raw).map_err(OAuthError::invalid_scope)?),
         None => None,
@@ -125,6 +125,7 @@ pub async fn exchange<S: Store>(cx: &Cx<S>, p: Params) -> Result<TokenResponse, 
             via: Via::Federation,
             subject: &subject,
             detail: json!({ "external_issuer": issuer, "external_subject": subject }),
+            resource: target.as_deref(),
         },
     )
     .await?;
