@@ -375,6 +375,9 @@ impl<S: Store> Admin<S> {
             previous_secret_hash: None,
             previous_secret_expires_at: None,
             revoked_at: None,
+            origin: portcullis_store::ClientOrigin::Admin,
+            registration: None,
+            last_used_at: None,
         };
         self.store.insert_client(&client).await?;
         Ok(CreatedClient { client, secret })

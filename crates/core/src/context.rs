@@ -148,6 +148,20 @@ impl<S: Store> Cx<S> {
         })
     }
 
+    /// Once an hour, deletes self-registered clients never used within the reclaim period.
+    pub fn spawn_client_reclaimer(&self) -> tokio::task::JoinHandle<()> {
+        let cx = self.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(std::time::Duration::from_secs(3600));
+            loop {
+                every.tick().await;
+                if let Err(e) = crate::oauth::registration::reclaim(&cx).await {
+                    tracing::error!(error = %e, "reclaiming unused clients failed");
+                }
+            }
+        })
+    }
+
     /// Streams audit entries to the workspaces' webhook sinks.
     pub fn spawn_audit_sinks(&self) -> tokio::task::JoinHandle<()> {
         let a = &self.settings.audit;

@@ -39,6 +39,8 @@ pub struct Settings {
     pub credential_cache_ttl: Duration,
     /// The audit log: what is recorded, how durably, checkpoints, retention, redaction.
     pub audit: crate::audit::AuditSettings,
+    /// Dynamic client registration (RFC 7591): who may register, limits, dedup, reclamation.
+    pub registration: crate::oauth::registration::RegistrationSettings,
 }
 
 /// The longest overlap window a client may have for concurrent refreshes.
@@ -75,6 +77,7 @@ impl Settings {
             trusted_proxies: Vec::new(),
             credential_cache_ttl: Duration::seconds(5),
             audit: crate::audit::AuditSettings::default(),
+            registration: Default::default(),
         }
     }
 

@@ -19,6 +19,8 @@ pub mod prefix {
     pub const REFRESH_TOKEN: &str = "pcl_rt_";
     pub const SESSION: &str = "pcl_ss_";
     pub const DEVICE_CODE: &str = "pcl_dc_";
+    /// RFC 7592 registration access tokens.
+    pub const REGISTRATION_TOKEN: &str = "pcl_rat_";
 }
 
 /// 256 random bits, base64url without padding, behind `prefix`.

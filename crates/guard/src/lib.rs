@@ -256,6 +256,13 @@ impl<S: Store> Guard<S> {
         Ok(Admitted { principal, budget })
     }
 
+    /// Charges one request to `budget` in this guard's limiter (shared in Redis when
+    /// configured), for budgets outside the guard's own: registrations per address, say.
+    pub async fn charge_budget(&self, budget: Budget) -> Option<Decision> {
+        let now_ms = (self.shared.cx.now().unix_timestamp_nanos() / 1_000_000) as i64;
+        self.shared.limiter.charge(&[budget], now_ms).await
+    }
+
     async fn charge(&self, p: &Principal) -> Result<Option<Decision>, Rejection> {
         let cx = &self.shared.cx;
         let b = self.shared.budgets;

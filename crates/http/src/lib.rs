@@ -97,14 +97,14 @@ pub const REFERENCE_SCOPES: &[&str] = &[
 ];
 
 /// CORS for the endpoints browser-based clients call directly (discovery documents, JWKS, token,
-/// revocation): any origin, no credentials mode (the token endpoint authenticates clients in the
+/// revocation, registration): any origin, no credentials mode (the token endpoint authenticates clients in the
 /// request, never with cookies), preflights answered. Never on the authorize, sign-in and
 /// consent pages, which must only be navigated to.
 pub fn public_cors() -> tower_http::cors::CorsLayer {
     use axum::http::Method;
     tower_http::cors::CorsLayer::new()
         .allow_origin(tower_http::cors::Any)
-        .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
+        .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE, Method::OPTIONS])
         .allow_headers([
             header::AUTHORIZATION,
             header::CONTENT_TYPE,
@@ -113,6 +113,23 @@ pub fn public_cors() -> tower_http::cors::CorsLayer {
         ])
         .expose_headers([header::WWW_AUTHENTICATE, header::CACHE_CONTROL])
         .max_age(std::time::Duration::from_secs(3600))
+}
+
+/// RFC 7591/7592 registration, unless registration is off.
+fn registration_routes<S: Store>(cx: &Cx<S>, guard: &Guard<S>) -> Router<Cx<S>> {
+    use portcullis_core::oauth::registration::RegistrationMode;
+    use routes::register;
+    if cx.settings.registration.mode == RegistrationMode::Disabled {
+        return Router::new();
+    }
+    Router::new()
+        .route(paths::REGISTER, post(register::register::<S>).fallback(routes::token::wrong_method))
+        .route(
+            paths::REGISTERED_CLIENT,
+            get(register::read::<S>).put(register::update::<S>).delete(register::delete::<S>),
+        )
+        .layer(axum::Extension(guard.clone()))
+        .layer(public_cors())
 }
 
 /// A public RFC 9728 document route (GET, with CORS).
@@ -158,6 +175,7 @@ pub fn router_with<S: Store>(cx: Cx<S>, protection: Protection) -> Router {
         .route(paths::ACCOUNT, get(browser::account_page::<S>))
         .route(paths::ACCOUNT_REVOKE, post(browser::account_revoke::<S>))
         .route(paths::USERINFO, get(meta::userinfo::<S>).post(meta::userinfo::<S>))
+        .merge(registration_routes(&cx, &guard))
         .merge(
             api::router::<S>()
                 .layer(axum::middleware::from_fn_with_state(cx.clone(), api::audit::record_calls::<S>))

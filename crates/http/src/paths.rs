@@ -12,6 +12,10 @@ pub const REVOKE: &str = "/oauth2/revoke";
 pub const INTROSPECT: &str = "/oauth2/introspect";
 /// RFC 8628 §3.1.
 pub const DEVICE_AUTHORIZATION: &str = "/oauth2/device_authorization";
+/// RFC 7591 §3: dynamic client registration.
+pub const REGISTER: &str = "/oauth2/register";
+/// RFC 7592 §2: a registered client's configuration endpoint.
+pub const REGISTERED_CLIENT: &str = "/oauth2/register/{client_id}";
 /// RFC 8628 §3.3: where the user enters the code.
 pub const DEVICE: &str = "/device";
 pub const DEVICE_DONE: &str = "/device/done";
@@ -55,6 +59,7 @@ pub fn endpoints(issuer: &str) -> portcullis_core::oauth::discovery::Endpoints {
         revocation: url(issuer, REVOKE),
         introspection: url(issuer, INTROSPECT),
         device_authorization: url(issuer, DEVICE_AUTHORIZATION),
+        registration: url(issuer, REGISTER),
     }
 }
 

@@ -1,5 +1,6 @@
 //! The RFC 6749 error catalogue (§4.1.2.1, §5.2) with the extensions we use: OpenID Connect
-//! (`login_required`, `consent_required`), RFC 8628 (device flow), RFC 8707 (`invalid_target`).
+//! (`login_required`, `consent_required`), RFC 8628 (device flow), RFC 8707 (`invalid_target`),
+//! RFC 7591 (`invalid_redirect_uri`, `invalid_client_metadata`).
 
 use serde::Serialize;
 use std::borrow::Cow;
@@ -28,6 +29,9 @@ pub enum ErrorCode {
     ExpiredToken,
     InvalidTarget,
     InvalidToken,
+    /// RFC 7591 §3.2.2.
+    InvalidRedirectUri,
+    InvalidClientMetadata,
     InsufficientScope,
 }
 
@@ -54,6 +58,8 @@ impl ErrorCode {
             Self::ExpiredToken => "expired_token",
             Self::InvalidTarget => "invalid_target",
             Self::InvalidToken => "invalid_token",
+            Self::InvalidRedirectUri => "invalid_redirect_uri",
+            Self::InvalidClientMetadata => "invalid_client_metadata",
             Self::InsufficientScope => "insufficient_scope",
         }
     }

@@ -13,6 +13,9 @@ pub struct ServerMetadata {
     pub revocation_endpoint: String,
     pub introspection_endpoint: String,
     pub device_authorization_endpoint: String,
+    /// RFC 7591 §3; absent when registration is off.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub registration_endpoint: Option<String>,
     pub scopes_supported: Vec<String>,
     pub response_types_supported: Vec<&'static str>,
     pub response_modes_supported: Vec<&'static str>,

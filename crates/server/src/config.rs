@@ -92,6 +92,28 @@ pub struct ServeArgs {
     /// The searchable window of the audit log, e.g. 90d; older entries are pruned.
     #[arg(long, env = "PORTCULLIS_AUDIT_RETENTION", value_name = "DURATION")]
     pub audit_retention: Option<String>,
+    /// Dynamic client registration (RFC 7591): open (default), token (an initial access token,
+    /// an API key or service token with apps:manage, is required) or off.
+    #[arg(long, env = "PORTCULLIS_REGISTRATION", value_name = "MODE")]
+    pub registration: Option<String>,
+}
+
+/// `[registration]` in the file.
+#[derive(Deserialize, Debug, Default, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RegistrationFile {
+    /// open, token or off.
+    pub mode: Option<String>,
+    /// Registrations per source address, e.g. 20/hour.
+    pub rate_limit: Option<String>,
+    /// An identical public registration from the same address within this returns the existing
+    /// client, e.g. 10m.
+    pub dedup_window: Option<String>,
+    /// Self-registered clients never used this long after registering are deleted, e.g. 30d;
+    /// "off" keeps them.
+    pub reclaim_after: Option<String>,
+    /// Scopes self-registered clients may request (default: every OAuth scope).
+    pub allowed_scopes: Option<String>,
 }
 
 /// `[audit]` in the file.
@@ -131,6 +153,7 @@ pub struct FileConfig {
     pub credential_cache_ttl: Option<String>,
     pub gateway: Option<GatewayFile>,
     pub audit: Option<AuditFile>,
+    pub registration: Option<RegistrationFile>,
 }
 
 /// `[gateway]`: the route table of gateway mode.
@@ -172,6 +195,7 @@ pub struct Config {
     /// Gateway routes as configured (checked against the catalogue at startup).
     pub gateway_routes: Vec<portcullis_http::gateway::RouteConfig>,
     pub audit: portcullis_core::audit::AuditSettings,
+    pub registration: portcullis_core::oauth::registration::RegistrationSettings,
 }
 
 pub const DEFAULT_BIND: &str = "127.0.0.1:8080";
@@ -193,6 +217,33 @@ fn duration(name: &str, v: Option<String>, default: Duration) -> Result<Duration
 }
 
 /// Like [`duration`], but zero is allowed (`0s`).
+fn registration_settings(
+    s: &ServeArgs,
+    f: RegistrationFile,
+) -> Result<portcullis_core::oauth::registration::RegistrationSettings, String> {
+    use portcullis_core::oauth::registration::{RegistrationMode, RegistrationSettings};
+    let mut r = RegistrationSettings::default();
+    if let Some(m) = s.registration.clone().or(f.mode) {
+        r.mode = RegistrationMode::parse(&m)?;
+    }
+    if let Some(l) = f.rate_limit {
+        r.rate_limit =
+            portcullis_domain::RateLimit::parse(&l).map_err(|e| format!("registration.rate_limit: {e}"))?;
+    }
+    r.dedup_window = non_negative("registration.dedup_window", f.dedup_window, r.dedup_window)?;
+    r.reclaim_after = match f.reclaim_after.as_deref().map(str::trim) {
+        Some("off") => None,
+        other => Some(duration("registration.reclaim_after", other.map(str::to_owned), Duration::days(30))?),
+    };
+    if let Some(scopes) = f.allowed_scopes {
+        r.allowed_scopes = Some(
+            portcullis_domain::ScopeSet::parse(&scopes)
+                .map_err(|e| format!("registration.allowed_scopes: {}", e.0))?,
+        );
+    }
+    Ok(r)
+}
+
 pub fn non_negative(name: &str, v: Option<String>, default: Duration) -> Result<Duration, String> {
     match v.as_deref().map(str::trim) {
         Some("0") | Some("0s") => Ok(Duration::ZERO),
@@ -303,8 +354,10 @@ pub fn resolve(
         audit.body_limit = limit;
     }
     audit.redaction = audit_file.redaction.unwrap_or_default();
+    let registration = registration_settings(s, file.registration.clone().unwrap_or_default())?;
     Ok(Config {
         audit,
+        registration,
         redis_url: s.redis_url.clone().or(file.redis_url).map(SecretString::from),
         budgets,
         credential_cache_ttl,
@@ -347,6 +400,7 @@ impl Config {
         s.trusted_proxies = self.trusted_proxies.clone();
         s.credential_cache_ttl = self.credential_cache_ttl;
         s.audit = self.audit.clone();
+        s.registration = self.registration.clone();
         s
     }
 

@@ -47,6 +47,7 @@ impl Application {
             cx.spawn_usage_flusher(),
             cx.spawn_audit_maintenance(),
             cx.spawn_audit_sinks(),
+            cx.spawn_client_reclaimer(),
         ];
         let flush = cx.clone();
         let on_stop = Box::pin(async move {

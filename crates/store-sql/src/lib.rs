@@ -42,14 +42,15 @@ pub mod cols {
     pub const USER: &str = "id, email, name, password_hash, created_at";
     pub const MEMBERSHIP: &str = "workspace_id, user_id, permissions, created_at, updated_at";
     pub const CLIENT: &str = "id, name, secret_hash, redirect_uris, scopes, grant_types, workspace_id, \
-        created_at, refresh_overlap_seconds, previous_secret_hash, previous_secret_expires_at, revoked_at";
+        created_at, refresh_overlap_seconds, previous_secret_hash, previous_secret_expires_at, revoked_at, \
+        origin, metadata, registration_token_hash, registered_from, fingerprint, last_used_at, refresh_after";
     pub const GRANT: &str =
         "id, user_id, client_id, workspace_id, scopes, created_at, updated_at, revoked_at";
     pub const CODE: &str = "code_hash, client_id, user_id, workspace_id, grant_id, family_id, \
         redirect_uri, redirect_uri_explicit, code_challenge, scopes, nonce, auth_time, created_at, \
         expires_at, redeemed_at";
     pub const FAMILY: &str = "id, client_id, user_id, workspace_id, grant_id, created_at, \
-        expires_at, revoked_at, revoked_reason";
+        expires_at, revoked_at, revoked_reason, resources";
     pub const REFRESH: &str = "token_hash, family_id, client_id, scopes, created_at, expires_at, consumed_at";
     pub const SIGNING_KEY: &str = "kid, alg, private_key, public_jwk, created_at, active_from, retired_at";
     pub const SESSION: &str = "token_hash, user_id, auth_time, created_at, expires_at";
@@ -150,6 +151,23 @@ macro_rules! impl_sql_store {
                         .transpose()?,
                     previous_secret_expires_at: ts_opt(row, "previous_secret_expires_at")?,
                     revoked_at: ts_opt(row, "revoked_at")?,
+                    origin: {
+                        let o = col::<String>(row, "origin")?;
+                        ClientOrigin::parse(&o).ok_or_else(|| StoreError::Corrupt(format!("client origin {o:?}")))?
+                    },
+                    registration: match col::<Option<String>>(row, "metadata")? {
+                        None => None,
+                        Some(metadata) => Some(Registration {
+                            metadata,
+                            token_hash: col::<Option<Vec<u8>>>(row, "registration_token_hash")?
+                                .map(|b| d::hash(&b))
+                                .transpose()?,
+                            registered_from: col(row, "registered_from")?,
+                            fingerprint: col(row, "fingerprint")?,
+                            refresh_after: ts_opt(row, "refresh_after")?,
+                        }),
+                    },
+                    last_used_at: ts_opt(row, "last_used_at")?,
                 })
             }
 
@@ -466,8 +484,9 @@ macro_rules! impl_sql_store {
                 async fn insert_client(&self, c: &Client) -> StoreResult<()> {
                     sql!(
                         "INSERT INTO clients (id, name, secret_hash, redirect_uris, scopes, grant_types, workspace_id, created_at, \
-                         refresh_overlap_seconds, previous_secret_hash, previous_secret_expires_at, revoked_at) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+                         refresh_overlap_seconds, previous_secret_hash, previous_secret_expires_at, revoked_at, origin, metadata, \
+                         registration_token_hash, registered_from, fingerprint, last_used_at, refresh_after) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"
                     )
                     .bind(c.id.as_str())
                     .bind(&c.name)
@@ -481,10 +500,77 @@ macro_rules! impl_sql_store {
                     .bind(c.previous_secret_hash.as_ref().map(|h| h.as_bytes().to_vec()))
                     .bind(c.previous_secret_expires_at.map(|t| t.unix_timestamp()))
                     .bind(c.revoked_at.map(|t| t.unix_timestamp()))
+                    .bind(c.origin.as_str())
+                    .bind(c.registration.as_ref().map(|r| r.metadata.clone()))
+                    .bind(c.registration.as_ref().and_then(|r| r.token_hash.as_ref()).map(|h| h.as_bytes().to_vec()))
+                    .bind(c.registration.as_ref().and_then(|r| r.registered_from.clone()))
+                    .bind(c.registration.as_ref().and_then(|r| r.fingerprint.clone()))
+                    .bind(c.last_used_at.map(|t| t.unix_timestamp()))
+                    .bind(c.registration.as_ref().and_then(|r| r.refresh_after).map(|t| t.unix_timestamp()))
                     .execute(&self.pool)
                     .await
                     .map_err(err("client_id"))?;
                     Ok(())
+                }
+
+                async fn client_by_fingerprint(&self, fingerprint: &str, since: OffsetDateTime) -> StoreResult<Option<Client>> {
+                    sql!("SELECT id, name, secret_hash, redirect_uris, scopes, grant_types, workspace_id, created_at, \
+                         refresh_overlap_seconds, previous_secret_hash, previous_secret_expires_at, revoked_at, origin, metadata, \
+                         registration_token_hash, registered_from, fingerprint, last_used_at, refresh_after FROM clients \
+                         WHERE fingerprint = $1 AND created_at >= $2 AND revoked_at IS NULL ORDER BY created_at DESC LIMIT 1")
+                        .bind(fingerprint)
+                        .bind(since.unix_timestamp())
+                        .fetch_optional(&self.pool)
+                        .await
+                        .map_err(db)?
+                        .map(|r| client(&r))
+                        .transpose()
+                }
+
+                async fn update_registered_client(&self, c: &Client) -> StoreResult<bool> {
+                    let n = sql!(
+                        "UPDATE clients SET name = $2, redirect_uris = $3, scopes = $4, grant_types = $5, metadata = $6, \
+                         registration_token_hash = $7, refresh_after = $8 WHERE id = $1 AND revoked_at IS NULL"
+                    )
+                    .bind(c.id.as_str())
+                    .bind(&c.name)
+                    .bind(d::redirect_uris_json(&c.redirect_uris))
+                    .bind(c.scopes.to_string())
+                    .bind(c.grant_types.join(" "))
+                    .bind(c.registration.as_ref().map(|r| r.metadata.clone()))
+                    .bind(c.registration.as_ref().and_then(|r| r.token_hash.as_ref()).map(|h| h.as_bytes().to_vec()))
+                    .bind(c.registration.as_ref().and_then(|r| r.refresh_after).map(|t| t.unix_timestamp()))
+                    .execute(&self.pool)
+                    .await
+                    .map_err(db)?
+                    .rows_affected();
+                    Ok(n > 0)
+                }
+
+                async fn touch_client(&self, id: &ClientId, now: OffsetDateTime) -> StoreResult<()> {
+                    sql!("UPDATE clients SET last_used_at = $2 WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < $3)")
+                        .bind(id.as_str())
+                        .bind(now.unix_timestamp())
+                        .bind(now.unix_timestamp() - 3600)
+                        .execute(&self.pool)
+                        .await
+                        .map_err(db)?;
+                    Ok(())
+                }
+
+                async fn reclaim_unused_clients(&self, cutoff: OffsetDateTime) -> StoreResult<u64> {
+                    let n = sql!(
+                        "DELETE FROM clients WHERE origin <> 'admin' AND last_used_at IS NULL AND created_at < $1 \
+                         AND NOT EXISTS (SELECT 1 FROM grants g WHERE g.client_id = clients.id) \
+                         AND NOT EXISTS (SELECT 1 FROM token_families f WHERE f.client_id = clients.id) \
+                         AND NOT EXISTS (SELECT 1 FROM device_codes dc WHERE dc.client_id = clients.id)"
+                    )
+                    .bind(cutoff.unix_timestamp())
+                    .execute(&self.pool)
+                    .await
+                    .map_err(db)?
+                    .rows_affected();
+                    Ok(n)
                 }
 
                 async fn rotate_client_secret(
@@ -520,7 +606,8 @@ macro_rules! impl_sql_store {
 
                 async fn client_by_id(&self, id: &ClientId) -> StoreResult<Option<Client>> {
                     sql!("SELECT id, name, secret_hash, redirect_uris, scopes, grant_types, workspace_id, created_at, \
-                         refresh_overlap_seconds, previous_secret_hash, previous_secret_expires_at, revoked_at FROM clients WHERE id = $1")
+                         refresh_overlap_seconds, previous_secret_hash, previous_secret_expires_at, revoked_at, origin, metadata, \
+                         registration_token_hash, registered_from, fingerprint, last_used_at, refresh_after FROM clients WHERE id = $1")
                         .bind(id.as_str())
                         .fetch_optional(&self.pool)
                         .await
@@ -531,7 +618,8 @@ macro_rules! impl_sql_store {
 
                 async fn list_clients(&self) -> StoreResult<Vec<Client>> {
                     sql!("SELECT id, name, secret_hash, redirect_uris, scopes, grant_types, workspace_id, created_at, \
-                         refresh_overlap_seconds, previous_secret_hash, previous_secret_expires_at, revoked_at FROM clients ORDER BY created_at, id")
+                         refresh_overlap_seconds, previous_secret_hash, previous_secret_expires_at, revoked_at, origin, metadata, \
+                         registration_token_hash, registered_from, fingerprint, last_used_at, refresh_after FROM clients ORDER BY created_at, id")
                         .fetch_all(&self.pool)
                         .await
                         .map_err(db)?

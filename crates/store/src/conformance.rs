@@ -17,6 +17,7 @@ pub async fn run_all<S: Store>(store: S) {
     workspaces(&store).await;
     users_and_memberships(&store).await;
     clients(&store).await;
+    registered_clients(&store).await;
     grants(&store).await;
     pending_authorizations(&store).await;
     codes_and_families(&store).await;
@@ -76,6 +77,9 @@ fn client(ws: Option<&WorkspaceId>) -> Client {
         previous_secret_hash: None,
         previous_secret_expires_at: None,
         revoked_at: None,
+        origin: ClientOrigin::Admin,
+        registration: None,
+        last_used_at: None,
     }
 }
 
@@ -163,6 +167,59 @@ async fn clients<S: Store>(s: &S) {
     assert!(s.list_clients().await.unwrap().len() >= 2);
     let orphan = Client { id: ClientId::generate(), workspace_id: Some(WorkspaceId::generate()), ..c };
     assert!(matches!(s.insert_client(&orphan).await, Err(StoreError::MissingReference)));
+}
+
+async fn registered_clients<S: Store>(s: &S) {
+    let dynamic = |fp: &str, at| Client {
+        id: ClientId::generate(),
+        secret_hash: None,
+        workspace_id: None,
+        created_at: at,
+        origin: ClientOrigin::Dynamic,
+        registration: Some(Registration {
+            metadata: r#"{"client_name":"App"}"#.into(),
+            token_hash: Some(TokenHash::of("pcl_rat_1")),
+            registered_from: Some("203.0.113.7".into()),
+            fingerprint: Some(fp.into()),
+            refresh_after: None,
+        }),
+        ..client(None)
+    };
+    let a = dynamic("fp-a", t0());
+    s.insert_client(&a).await.unwrap();
+    assert_eq!(s.client_by_id(&a.id).await.unwrap(), Some(a.clone()), "round trip");
+    assert_eq!(s.client_by_fingerprint("fp-a", t0() - Duration::minutes(10)).await.unwrap(), Some(a.clone()));
+    assert_eq!(s.client_by_fingerprint("fp-a", t0() + Duration::seconds(1)).await.unwrap(), None, "too old");
+    assert_eq!(s.client_by_fingerprint("fp-b", t0() - Duration::minutes(10)).await.unwrap(), None);
+
+    // An update replaces the registered details and the registration token.
+    let mut changed = a.clone();
+    changed.name = "App 2".into();
+    changed.scopes = ScopeSet::parse("contacts:read").unwrap();
+    changed.registration.as_mut().unwrap().token_hash = Some(TokenHash::of("pcl_rat_2"));
+    changed.registration.as_mut().unwrap().metadata = r#"{"client_name":"App 2"}"#.into();
+    assert!(s.update_registered_client(&changed).await.unwrap());
+    assert_eq!(s.client_by_id(&a.id).await.unwrap(), Some(changed.clone()));
+
+    // Used clients record it (to the hour); unused old dynamic clients are reclaimed, nothing else.
+    s.touch_client(&a.id, t0() + Duration::hours(1)).await.unwrap();
+    s.touch_client(&a.id, t0() + Duration::hours(1) + Duration::minutes(5)).await.unwrap();
+    assert_eq!(s.client_by_id(&a.id).await.unwrap().unwrap().last_used_at, Some(t0() + Duration::hours(1)));
+    let unused = dynamic("fp-c", t0());
+    s.insert_client(&unused).await.unwrap();
+    let recent = dynamic("fp-d", t0() + Duration::days(40));
+    s.insert_client(&recent).await.unwrap();
+    let admin = Client { id: ClientId::generate(), workspace_id: None, ..client(None) };
+    s.insert_client(&admin).await.unwrap();
+    let cutoff = t0() + Duration::days(30);
+    assert_eq!(s.reclaim_unused_clients(cutoff).await.unwrap(), 1);
+    assert_eq!(s.client_by_id(&unused.id).await.unwrap(), None);
+    for kept in [&a.id, &recent.id, &admin.id] {
+        assert!(s.client_by_id(kept).await.unwrap().is_some());
+    }
+    assert!(s.revoke_client(&a.id, t0()).await.unwrap());
+    assert!(!s.update_registered_client(&changed).await.unwrap(), "a revoked client stays as it was");
+    assert_eq!(s.client_by_fingerprint("fp-a", t0() - Duration::minutes(10)).await.unwrap(), None);
 }
 
 async fn grants<S: Store>(s: &S) {

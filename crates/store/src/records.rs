@@ -75,6 +75,58 @@ pub struct Client {
     pub previous_secret_expires_at: Option<OffsetDateTime>,
     /// A revoked client cannot authenticate, and every token issued to it is inactive.
     pub revoked_at: Option<OffsetDateTime>,
+    /// How the client came to exist; only operator-created clients have a checked name.
+    pub origin: ClientOrigin,
+    /// Self-registered details (RFC 7591 metadata as JSON, registration token, source).
+    pub registration: Option<Registration>,
+    /// The last time a token was issued to it (kept to the hour).
+    pub last_used_at: Option<OffsetDateTime>,
+}
+
+/// How a client came to exist.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ClientOrigin {
+    /// Created by an operator (CLI or admin API).
+    #[default]
+    Admin,
+    /// Registered itself (RFC 7591).
+    Dynamic,
+    /// An https `client_id` whose metadata document was fetched.
+    MetadataDocument,
+}
+
+impl ClientOrigin {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Admin => "admin",
+            Self::Dynamic => "dynamic",
+            Self::MetadataDocument => "metadata_document",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "admin" => Self::Admin,
+            "dynamic" => Self::Dynamic,
+            "metadata_document" => Self::MetadataDocument,
+            _ => return None,
+        })
+    }
+}
+
+/// What a self-registered (or fetched) client brought with it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Registration {
+    /// The client metadata (RFC 7591 §2) as registered, JSON.
+    pub metadata: String,
+    /// SHA-256 of the RFC 7592 registration access token.
+    pub token_hash: Option<TokenHash>,
+    /// The registering address.
+    pub registered_from: Option<String>,
+    /// Hash of (address, metadata), for deduplication.
+    pub fingerprint: Option<String>,
+    /// Metadata documents: when to fetch the document again.
+    pub refresh_after: Option<OffsetDateTime>,
 }
 
 impl Client {

@@ -70,6 +70,26 @@ pub trait ClientStore {
         id: &ClientId,
         now: OffsetDateTime,
     ) -> impl Future<Output = StoreResult<bool>> + Send;
+    /// The newest unrevoked client registered with `fingerprint` at or after `since`.
+    fn client_by_fingerprint(
+        &self,
+        fingerprint: &str,
+        since: OffsetDateTime,
+    ) -> impl Future<Output = StoreResult<Option<Client>>> + Send;
+    /// Replaces an unrevoked client's name, redirect URIs, scopes, grant types and registration
+    /// (RFC 7592 update, a fresh registration token, a refetched metadata document). Returns
+    /// whether a client changed.
+    fn update_registered_client(&self, c: &Client) -> impl Future<Output = StoreResult<bool>> + Send;
+    /// Records that a token was issued to the client now.
+    fn touch_client(
+        &self,
+        id: &ClientId,
+        now: OffsetDateTime,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Deletes self-registered clients created before `cutoff` that were never used: no token
+    /// issued, no consent, no device authorization. Returns how many.
+    fn reclaim_unused_clients(&self, cutoff: OffsetDateTime)
+    -> impl Future<Output = StoreResult<u64>> + Send;
 }
 
 pub trait GrantStore {

@@ -358,6 +358,21 @@ impl TestApp {
             .sum()
     }
 
+    /// How many clients exist (any origin, revoked included).
+    pub async fn store_client_count(&self) -> usize {
+        with_store!(&self.store, |s| portcullis_store::ClientStore::list_clients(s).await)
+            .expect("clients")
+            .len()
+    }
+
+    /// Deletes self-registered clients never used in the last `after` (what the hourly reclaimer
+    /// does with the configured period).
+    pub async fn reclaim_clients(&self, after: time::Duration) -> u64 {
+        let cutoff = portcullis_domain::Clock::now(&self.clock) - after;
+        with_store!(&self.store, |s| portcullis_store::ClientStore::reclaim_unused_clients(s, cutoff).await)
+            .expect("reclaim")
+    }
+
     /// Exports every log (all time) to `url` in files of `batch` entries.
     pub async fn export_audit(
         &self,

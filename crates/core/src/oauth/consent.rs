@@ -27,6 +27,9 @@ pub struct ConsentView {
     pub client_id: String,
     /// The host the user will be sent back to, so they can recognise the app.
     pub redirect_host: String,
+    /// The app registered itself (RFC 7591) or is known only by its metadata document: its name
+    /// is its own claim, so the page says so and leads with the redirect host.
+    pub unverified: bool,
     pub scopes: Vec<ScopeInfo>,
     /// The workspaces the user may grant access to (empty: nothing can be granted).
     pub workspaces: Vec<Workspace>,
@@ -101,6 +104,7 @@ pub async fn show<S: Store>(
     let scopes = req.scopes.iter().filter_map(|s| cx.catalogue.get(s.as_str()).cloned()).collect();
     Ok(ConsentStep::Show(ConsentView {
         pending: pending.id,
+        unverified: client.origin != portcullis_store::ClientOrigin::Admin,
         client_name: client.name,
         client_id: client.id.to_string(),
         redirect_host: url::Url::parse(&req.redirect_uri)

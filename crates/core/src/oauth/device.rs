@@ -190,6 +190,7 @@ pub async fn consent_view<S: Store>(
     let scopes = dc.scopes.iter().filter_map(|s| cx.catalogue.get(s.as_str()).cloned()).collect();
     Ok(ConsentView {
         pending: dc.user_code,
+        unverified: client.origin != portcullis_store::ClientOrigin::Admin,
         client_name: client.name,
         client_id: client.id.to_string(),
         redirect_host: String::new(),

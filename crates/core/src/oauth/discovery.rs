@@ -16,6 +16,7 @@ pub struct Endpoints {
     pub revocation: String,
     pub introspection: String,
     pub device_authorization: String,
+    pub registration: String,
 }
 
 pub fn metadata(settings: &Settings, catalogue: &Catalogue, e: Endpoints) -> ServerMetadata {
@@ -28,6 +29,9 @@ pub fn metadata(settings: &Settings, catalogue: &Catalogue, e: Endpoints) -> Ser
         revocation_endpoint: e.revocation,
         introspection_endpoint: e.introspection,
         device_authorization_endpoint: e.device_authorization,
+        registration_endpoint: (settings.registration.mode
+            != crate::oauth::registration::RegistrationMode::Disabled)
+            .then_some(e.registration),
         scopes_supported: catalogue.oauth_scopes(),
         response_types_supported: vec!["code"],
         response_modes_supported: vec!["query"],

@@ -8,6 +8,7 @@
 //! - [`revocation`], [`introspection`]: RFC 7009 and RFC 7662.
 //! - [`client_auth`]: client authentication at the token endpoint (RFC 6749 §2.3).
 //! - [`pkce`]: RFC 7636 with S256 only.
+//! - [`registration`]: dynamic client registration and management (RFC 7591, RFC 7592).
 //! - [`resource`]: RFC 8707 resource indicators (which resource a token's `aud` names).
 //! - [`tokens`]: minting access tokens (RFC 9068 JWTs), refresh tokens and ID tokens, and
 //!   verifying access tokens with live revocation checks.
@@ -22,6 +23,7 @@ pub mod discovery;
 pub mod grants;
 pub mod introspection;
 pub mod pkce;
+pub mod registration;
 pub mod resource;
 pub mod revocation;
 pub mod token;

@@ -7,7 +7,7 @@ use super::resource;
 use crate::context::Cx;
 use portcullis_proto::token::GRANT_TOKEN_EXCHANGE;
 use portcullis_proto::{ClientAuth, OAuthError, TokenRequest, TokenResponse};
-use portcullis_store::Store;
+use portcullis_store::{ClientOrigin, Store};
 use std::net::IpAddr;
 
 /// `auth` is `None` when the request carried no client credentials at all: allowed only for
@@ -60,7 +60,7 @@ pub async fn exchange<S: Store>(
             req.grant_type()
         )));
     }
-    match req {
+    let issued = match req {
         TokenRequest::AuthorizationCode { code, redirect_uri, code_verifier, resources } => {
             let resources = resource::requested(&cx.settings, &as_strs(&resources))?;
             grants::authorization_code::exchange(
@@ -94,7 +94,17 @@ pub async fn exchange<S: Store>(
                 .await
         }
         TokenRequest::TokenExchange { .. } => unreachable!("handled above: it needs no client"),
+    }?;
+    // Self-registered clients that get tokens are in use, and are not reclaimed (kept to the hour).
+    let now = cx.now();
+    if client.origin != ClientOrigin::Admin
+        && client.last_used_at.is_none_or(|t| now - t > time::Duration::hours(1))
+    {
+        if let Err(e) = cx.store.touch_client(&client.id, now).await {
+            tracing::warn!(error = %e, client_id = %client.id, "recording client use failed");
+        }
     }
+    Ok(issued)
 }
 
 fn as_strs(v: &[String]) -> Vec<&str> {

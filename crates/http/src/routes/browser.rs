@@ -290,6 +290,7 @@ struct ConsentPage<'a> {
     pending: &'a str,
     client_name: &'a str,
     redirect_host: &'a str,
+    unverified: bool,
     scopes: Vec<ScopeRow>,
     workspaces: Vec<WorkspaceRow>,
 }
@@ -313,6 +314,7 @@ fn consent_view_page<S>(
             pending: &view.pending,
             client_name: &view.client_name,
             redirect_host: &view.redirect_host,
+            unverified: view.unverified,
             scopes: view
                 .scopes
                 .iter()

@@ -2,4 +2,5 @@
 
 pub mod browser;
 pub mod meta;
+pub mod register;
 pub mod token;

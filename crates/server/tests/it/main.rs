@@ -14,5 +14,6 @@ mod lifecycle;
 mod matrix;
 mod mcp;
 mod multiprocess;
+mod registration;
 mod resources;
 mod support;
