@@ -1,13 +1,14 @@
 // Interop: the official MCP TypeScript SDK (@modelcontextprotocol/sdk) against `/mcp` of a real
 // `portcullis serve`. The SDK's client discovers everything itself from the 401: the protected
 // resource metadata (RFC 9728), our authorization server metadata (RFC 8414), then runs
-// authorization code + PKCE as a pre-registered public client, and calls tools within the granted
+// authorization code + PKCE (as a pre-registered public client, and as one that registers itself
+// with RFC 7591), and calls tools within the granted
 // scopes. A call beyond them gets the 403 insufficient_scope challenge the SDK steps up on.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import { UnauthorizedError } from '@modelcontextprotocol/sdk/client/auth.js';
+import { UnauthorizedError, auth } from '@modelcontextprotocol/sdk/client/auth.js';
 import { Browser, Portcullis } from './harness.mjs';
 
 const REDIRECT = 'http://127.0.0.1:8977/mcp-callback';
@@ -114,4 +115,58 @@ test('the MCP SDK authorizes from a 401 and calls tools within its scopes', asyn
   const still = await client.callTool({ name: 'get_contact', arguments: { id } });
   assert.equal(still.structuredContent.name, 'Grace Hopper', 'nothing was deleted');
   await client.close();
+});
+
+/** A provider with no client yet: the SDK registers one itself (RFC 7591) and keeps it. */
+class RegisteringProvider extends Provider {
+  get clientMetadata() {
+    return { client_name: 'MCP SDK (self-registered)', redirect_uris: [REDIRECT], grant_types: ['authorization_code', 'refresh_token'], response_types: ['code'], token_endpoint_auth_method: 'none' };
+  }
+  clientInformation() {
+    return this.registered;
+  }
+  saveClientInformation(info) {
+    this.registered = info;
+  }
+}
+
+test('the MCP SDK registers itself (RFC 7591), authorizes with resource, calls tools and refreshes', async () => {
+  const provider = new RegisteringProvider();
+  const mcpUrl = new URL(`${issuer}/mcp`);
+
+  const first = new StreamableHTTPClientTransport(mcpUrl, { authProvider: provider });
+  await assert.rejects(new Client({ name: 'interop', version: '1.0.0' }).connect(first), UnauthorizedError);
+  const info = provider.clientInformation();
+  assert.ok(info?.client_id, 'registered through the registration_endpoint of our metadata');
+  assert.notEqual(info.client_id, clientId);
+  assert.equal(info.client_secret, undefined, 'a public client');
+  const authUrl = provider.authorizationUrls[0];
+  assert.equal(authUrl.searchParams.get('client_id'), info.client_id);
+  assert.equal(authUrl.searchParams.get('resource'), `${issuer}/mcp`);
+
+  // The user allows; the SDK redeems the code (PKCE, public client).
+  const callback = new URL(await new Browser(issuer).authorize(authUrl.href, { email: EMAIL, password: PASSWORD }));
+  await first.finishAuth(callback.searchParams.get('code'));
+  const tokens = provider.tokens();
+  const aud = JSON.parse(Buffer.from(tokens.access_token.split('.')[1], 'base64url')).aud;
+  assert.equal(aud, `${issuer}/mcp`, 'audience-restricted to the MCP endpoint (RFC 8707)');
+  assert.ok(tokens.refresh_token);
+
+  const client = new Client({ name: 'interop', version: '1.0.0' });
+  await client.connect(new StreamableHTTPClientTransport(mcpUrl, { authProvider: provider }));
+  const listed = await client.callTool({ name: 'list_contacts', arguments: {} });
+  assert.notEqual(listed.isError, true, JSON.stringify(listed));
+  await client.close();
+
+  // Refresh through the SDK: a new access token for the same resource, the refresh token rotated.
+  const result = await auth(provider, { serverUrl: mcpUrl });
+  assert.equal(result, 'AUTHORIZED');
+  const refreshed = provider.tokens();
+  assert.notEqual(refreshed.access_token, tokens.access_token);
+  assert.notEqual(refreshed.refresh_token, tokens.refresh_token, 'refresh tokens rotate');
+  const again = new Client({ name: 'interop', version: '1.0.0' });
+  await again.connect(new StreamableHTTPClientTransport(mcpUrl, { authProvider: provider }));
+  const still = await again.callTool({ name: 'list_contacts', arguments: {} });
+  assert.notEqual(still.isError, true);
+  await again.close();
 });
