@@ -74,6 +74,8 @@ pub struct NewClient {
     pub refresh_overlap: Option<Duration>,
     /// A scope bundle of `workspace` whose scopes are added to `scope`.
     pub bundle: Option<String>,
+    /// Its authorization requests must be pushed first (RFC 9126).
+    pub require_pushed_requests: bool,
 }
 
 /// A created client; the secret (confidential clients only) exists only in this value.
@@ -378,6 +380,7 @@ impl<S: Store> Admin<S> {
             origin: portcullis_store::ClientOrigin::Admin,
             registration: None,
             last_used_at: None,
+            require_pushed_requests: req.require_pushed_requests,
         };
         self.store.insert_client(&client).await?;
         Ok(CreatedClient { client, secret })

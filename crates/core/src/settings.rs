@@ -39,6 +39,8 @@ pub struct Settings {
     pub credential_cache_ttl: Duration,
     /// The audit log: what is recorded, how durably, checkpoints, retention, redaction.
     pub audit: crate::audit::AuditSettings,
+    /// Every authorization request must be pushed first (RFC 9126 §5).
+    pub require_pushed_requests: bool,
     /// Dynamic client registration (RFC 7591): who may register, limits, dedup, reclamation.
     pub registration: crate::oauth::registration::RegistrationSettings,
 }
@@ -78,6 +80,7 @@ impl Settings {
             credential_cache_ttl: Duration::seconds(5),
             audit: crate::audit::AuditSettings::default(),
             registration: Default::default(),
+            require_pushed_requests: false,
         }
     }
 

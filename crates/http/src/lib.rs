@@ -165,6 +165,7 @@ pub fn router_with<S: Store>(cx: Cx<S>, protection: Protection) -> Router {
         .route(paths::LOGOUT, post(browser::logout::<S>))
         .route(paths::TOKEN, post(token::token::<S>).fallback(token::wrong_method).layer(public_cors()))
         .route(paths::REVOKE, post(token::revoke::<S>).fallback(token::wrong_method).layer(public_cors()))
+        .route(paths::PAR, post(token::par::<S>).fallback(token::wrong_method).layer(public_cors()))
         .route(paths::INTROSPECT, post(token::introspect::<S>).fallback(token::wrong_method))
         .route(
             paths::DEVICE_AUTHORIZATION,

@@ -12,6 +12,8 @@ pub const REVOKE: &str = "/oauth2/revoke";
 pub const INTROSPECT: &str = "/oauth2/introspect";
 /// RFC 8628 §3.1.
 pub const DEVICE_AUTHORIZATION: &str = "/oauth2/device_authorization";
+/// RFC 9126 §2: pushed authorization requests.
+pub const PAR: &str = "/oauth2/par";
 /// RFC 7591 §3: dynamic client registration.
 pub const REGISTER: &str = "/oauth2/register";
 /// RFC 7592 §2: a registered client's configuration endpoint.
@@ -60,6 +62,7 @@ pub fn endpoints(issuer: &str) -> portcullis_core::oauth::discovery::Endpoints {
         introspection: url(issuer, INTROSPECT),
         device_authorization: url(issuer, DEVICE_AUTHORIZATION),
         registration: url(issuer, REGISTER),
+        par: url(issuer, PAR),
     }
 }
 

@@ -13,6 +13,9 @@ pub struct ServerMetadata {
     pub revocation_endpoint: String,
     pub introspection_endpoint: String,
     pub device_authorization_endpoint: String,
+    /// RFC 9126 §5.
+    pub pushed_authorization_request_endpoint: String,
+    pub require_pushed_authorization_requests: bool,
     /// RFC 7591 §3; absent when registration is off.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub registration_endpoint: Option<String>,

@@ -59,6 +59,11 @@ impl Params {
         self.repeated.iter().any(|r| r == name)
     }
 
+    /// Sets (or replaces) a single-valued parameter.
+    pub fn set(&mut self, name: &str, value: &str) {
+        self.values.insert(name.to_owned(), value.to_owned());
+    }
+
     /// Every value of a parameter that may repeat ([`MULTI_VALUED`]).
     pub fn all(&self, name: &str) -> Vec<&str> {
         self.multi.iter().filter(|(k, _)| k == name).map(|(_, v)| v.as_str()).collect()

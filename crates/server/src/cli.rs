@@ -332,6 +332,9 @@ pub enum ClientCmd {
         /// Add the scopes of this bundle of --workspace.
         #[arg(long, value_name = "NAME", requires = "workspace")]
         bundle: Option<String>,
+        /// Accept only pushed authorization requests from this client (RFC 9126).
+        #[arg(long)]
+        require_par: bool,
     },
     /// List clients.
     List,
@@ -614,6 +617,7 @@ pub async fn run_admin<S: Store>(
             workspace,
             refresh_overlap,
             bundle,
+            require_par,
         }) => {
             let refresh_overlap =
                 refresh_overlap.as_deref().map(|v| parse_duration("--refresh-overlap", v)).transpose()?;
@@ -627,6 +631,7 @@ pub async fn run_admin<S: Store>(
                     workspace: workspace.clone(),
                     refresh_overlap,
                     bundle: bundle.clone(),
+                    require_pushed_requests: *require_par,
                 })
                 .await
                 .map_err(e)?;

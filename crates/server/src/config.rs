@@ -96,6 +96,9 @@ pub struct ServeArgs {
     /// an API key or service token with apps:manage, is required) or off.
     #[arg(long, env = "PORTCULLIS_REGISTRATION", value_name = "MODE")]
     pub registration: Option<String>,
+    /// Accept only pushed authorization requests (RFC 9126), from every client.
+    #[arg(long, env = "PORTCULLIS_REQUIRE_PAR", value_name = "BOOL")]
+    pub require_par: Option<bool>,
 }
 
 /// `[registration]` in the file.
@@ -154,6 +157,8 @@ pub struct FileConfig {
     pub gateway: Option<GatewayFile>,
     pub audit: Option<AuditFile>,
     pub registration: Option<RegistrationFile>,
+    /// Accept only pushed authorization requests (RFC 9126), from every client.
+    pub require_par: Option<bool>,
 }
 
 /// `[gateway]`: the route table of gateway mode.
@@ -196,6 +201,7 @@ pub struct Config {
     pub gateway_routes: Vec<portcullis_http::gateway::RouteConfig>,
     pub audit: portcullis_core::audit::AuditSettings,
     pub registration: portcullis_core::oauth::registration::RegistrationSettings,
+    pub require_par: bool,
 }
 
 pub const DEFAULT_BIND: &str = "127.0.0.1:8080";
@@ -358,6 +364,7 @@ pub fn resolve(
     Ok(Config {
         audit,
         registration,
+        require_par: s.require_par.or(file.require_par).unwrap_or(false),
         redis_url: s.redis_url.clone().or(file.redis_url).map(SecretString::from),
         budgets,
         credential_cache_ttl,
@@ -401,6 +408,7 @@ impl Config {
         s.credential_cache_ttl = self.credential_cache_ttl;
         s.audit = self.audit.clone();
         s.registration = self.registration.clone();
+        s.require_pushed_requests = self.require_par;
         s
     }
 

@@ -12,6 +12,8 @@ ALTER TABLE clients ADD COLUMN registered_from TEXT;
 ALTER TABLE clients ADD COLUMN fingerprint TEXT;
 -- Last token issued to the client (updated at most hourly); unused dynamic clients are reclaimed.
 ALTER TABLE clients ADD COLUMN last_used_at BIGINT;
+-- RFC 9126 §6: this client's authorization requests must be pushed first.
+ALTER TABLE clients ADD COLUMN require_par BOOLEAN NOT NULL DEFAULT FALSE;
 -- Metadata documents: when the fetched copy must be fetched again.
 ALTER TABLE clients ADD COLUMN refresh_after BIGINT;
 CREATE INDEX clients_fingerprint ON clients (fingerprint, created_at);

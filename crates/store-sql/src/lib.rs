@@ -43,7 +43,7 @@ pub mod cols {
     pub const MEMBERSHIP: &str = "workspace_id, user_id, permissions, created_at, updated_at";
     pub const CLIENT: &str = "id, name, secret_hash, redirect_uris, scopes, grant_types, workspace_id, \
         created_at, refresh_overlap_seconds, previous_secret_hash, previous_secret_expires_at, revoked_at, \
-        origin, metadata, registration_token_hash, registered_from, fingerprint, last_used_at, refresh_after";
+        origin, metadata, registration_token_hash, registered_from, fingerprint, last_used_at, refresh_after, require_par";
     pub const GRANT: &str =
         "id, user_id, client_id, workspace_id, scopes, created_at, updated_at, revoked_at";
     pub const CODE: &str = "code_hash, client_id, user_id, workspace_id, grant_id, family_id, \
@@ -168,6 +168,7 @@ macro_rules! impl_sql_store {
                         }),
                     },
                     last_used_at: ts_opt(row, "last_used_at")?,
+                    require_pushed_requests: col(row, "require_par")?,
                 })
             }
 
@@ -485,8 +486,8 @@ macro_rules! impl_sql_store {
                     sql!(
                         "INSERT INTO clients (id, name, secret_hash, redirect_uris, scopes, grant_types, workspace_id, created_at, \
                          refresh_overlap_seconds, previous_secret_hash, previous_secret_expires_at, revoked_at, origin, metadata, \
-                         registration_token_hash, registered_from, fingerprint, last_used_at, refresh_after) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"
+                         registration_token_hash, registered_from, fingerprint, last_used_at, refresh_after, require_par) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)"
                     )
                     .bind(c.id.as_str())
                     .bind(&c.name)
@@ -507,6 +508,7 @@ macro_rules! impl_sql_store {
                     .bind(c.registration.as_ref().and_then(|r| r.fingerprint.clone()))
                     .bind(c.last_used_at.map(|t| t.unix_timestamp()))
                     .bind(c.registration.as_ref().and_then(|r| r.refresh_after).map(|t| t.unix_timestamp()))
+                    .bind(c.require_pushed_requests)
                     .execute(&self.pool)
                     .await
                     .map_err(err("client_id"))?;
@@ -516,7 +518,7 @@ macro_rules! impl_sql_store {
                 async fn client_by_fingerprint(&self, fingerprint: &str, since: OffsetDateTime) -> StoreResult<Option<Client>> {
                     sql!("SELECT id, name, secret_hash, redirect_uris, scopes, grant_types, workspace_id, created_at, \
                          refresh_overlap_seconds, previous_secret_hash, previous_secret_expires_at, revoked_at, origin, metadata, \
-                         registration_token_hash, registered_from, fingerprint, last_used_at, refresh_after FROM clients \
+                         registration_token_hash, registered_from, fingerprint, last_used_at, refresh_after, require_par FROM clients \
                          WHERE fingerprint = $1 AND created_at >= $2 AND revoked_at IS NULL ORDER BY created_at DESC LIMIT 1")
                         .bind(fingerprint)
                         .bind(since.unix_timestamp())
@@ -530,7 +532,7 @@ macro_rules! impl_sql_store {
                 async fn update_registered_client(&self, c: &Client) -> StoreResult<bool> {
                     let n = sql!(
                         "UPDATE clients SET name = $2, redirect_uris = $3, scopes = $4, grant_types = $5, metadata = $6, \
-                         registration_token_hash = $7, refresh_after = $8 WHERE id = $1 AND revoked_at IS NULL"
+                         registration_token_hash = $7, refresh_after = $8, require_par = $9 WHERE id = $1 AND revoked_at IS NULL"
                     )
                     .bind(c.id.as_str())
                     .bind(&c.name)
@@ -540,6 +542,7 @@ macro_rules! impl_sql_store {
                     .bind(c.registration.as_ref().map(|r| r.metadata.clone()))
                     .bind(c.registration.as_ref().and_then(|r| r.token_hash.as_ref()).map(|h| h.as_bytes().to_vec()))
                     .bind(c.registration.as_ref().and_then(|r| r.refresh_after).map(|t| t.unix_timestamp()))
+                    .bind(c.require_pushed_requests)
                     .execute(&self.pool)
                     .await
                     .map_err(db)?
@@ -607,7 +610,7 @@ macro_rules! impl_sql_store {
                 async fn client_by_id(&self, id: &ClientId) -> StoreResult<Option<Client>> {
                     sql!("SELECT id, name, secret_hash, redirect_uris, scopes, grant_types, workspace_id, created_at, \
                          refresh_overlap_seconds, previous_secret_hash, previous_secret_expires_at, revoked_at, origin, metadata, \
-                         registration_token_hash, registered_from, fingerprint, last_used_at, refresh_after FROM clients WHERE id = $1")
+                         registration_token_hash, registered_from, fingerprint, last_used_at, refresh_after, require_par FROM clients WHERE id = $1")
                         .bind(id.as_str())
                         .fetch_optional(&self.pool)
                         .await
@@ -619,7 +622,7 @@ macro_rules! impl_sql_store {
                 async fn list_clients(&self) -> StoreResult<Vec<Client>> {
                     sql!("SELECT id, name, secret_hash, redirect_uris, scopes, grant_types, workspace_id, created_at, \
                          refresh_overlap_seconds, previous_secret_hash, previous_secret_expires_at, revoked_at, origin, metadata, \
-                         registration_token_hash, registered_from, fingerprint, last_used_at, refresh_after FROM clients ORDER BY created_at, id")
+                         registration_token_hash, registered_from, fingerprint, last_used_at, refresh_after, require_par FROM clients ORDER BY created_at, id")
                         .fetch_all(&self.pool)
                         .await
                         .map_err(db)?

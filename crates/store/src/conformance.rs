@@ -80,6 +80,7 @@ fn client(ws: Option<&WorkspaceId>) -> Client {
         origin: ClientOrigin::Admin,
         registration: None,
         last_used_at: None,
+        require_pushed_requests: false,
     }
 }
 
@@ -176,6 +177,7 @@ async fn registered_clients<S: Store>(s: &S) {
         workspace_id: None,
         created_at: at,
         origin: ClientOrigin::Dynamic,
+        require_pushed_requests: true,
         registration: Some(Registration {
             metadata: r#"{"client_name":"App"}"#.into(),
             token_hash: Some(TokenHash::of("pcl_rat_1")),

@@ -75,6 +75,9 @@ pub struct Client {
     pub previous_secret_expires_at: Option<OffsetDateTime>,
     /// A revoked client cannot authenticate, and every token issued to it is inactive.
     pub revoked_at: Option<OffsetDateTime>,
+    /// Its authorization requests must be pushed first (RFC 9126 §6
+    /// `require_pushed_authorization_requests`).
+    pub require_pushed_requests: bool,
     /// How the client came to exist; only operator-created clients have a checked name.
     pub origin: ClientOrigin,
     /// Self-registered details (RFC 7591 metadata as JSON, registration token, source).

@@ -13,7 +13,7 @@ use portcullis_domain::redirect_uri::RedirectKind;
 use portcullis_domain::{ClientId, ScopeSet};
 use portcullis_proto::token::GRANT_AUTHORIZATION_CODE;
 use portcullis_proto::{ErrorCode, OAuthError, Params};
-use portcullis_store::{PendingAuthorization, Session, Store};
+use portcullis_store::{Client, PendingAuthorization, Session, Store};
 use serde::{Deserialize, Serialize};
 
 /// A validated authorization request, kept server-side while the user signs in and consents.
@@ -48,6 +48,81 @@ pub enum AuthorizeError {
     Page(OAuthError),
     /// Sent to the client: the full redirect URL carrying `error`, `state` and `iss`.
     Redirect(String),
+    /// The client and redirect URI are known but the request is bad: `redirect` carries `error`
+    /// to the client (a pushed request answers with `error` itself).
+    Invalid { error: OAuthError, redirect: String },
+}
+
+impl AuthorizeError {
+    /// The error, for endpoints that answer in JSON (pushed authorization requests).
+    pub fn into_error(self) -> OAuthError {
+        match self {
+            Self::Page(e) | Self::Invalid { error: e, .. } => e,
+            Self::Redirect(_) => OAuthError::invalid_request("the authorization request is invalid"),
+        }
+    }
+}
+
+/// RFC 9126 §2.2: the `request_uri` of a pushed request.
+pub const REQUEST_URI_PREFIX: &str = "urn:ietf:params:oauth:request_uri:";
+/// How long a pushed request can be used (RFC 9126 §2.2 suggests 5 to 600 seconds).
+pub const PUSHED_REQUEST_TTL: time::Duration = time::Duration::seconds(60);
+
+/// What is stored for a pushed request: wrapped, so it can never be mistaken for (and consented
+/// to as) a pending authorization.
+#[derive(Serialize, Deserialize)]
+struct Pushed {
+    pushed: AuthorizationRequest,
+}
+
+/// `POST /oauth2/par` (RFC 9126 §2): validates the authorization request of the authenticated
+/// `client` as the authorization endpoint would and stores it for single use. Returns the
+/// `request_uri` and its lifetime in seconds.
+pub async fn push<S: Store>(cx: &Cx<S>, client: &Client, p: &Params) -> Result<(String, i64), OAuthError> {
+    if p.has("request_uri") {
+        return Err(OAuthError::invalid_request("request_uri cannot be pushed (RFC 9126 §2.1)"));
+    }
+    if p.get("client_id").is_some_and(|id| id != client.id.as_str()) {
+        return Err(OAuthError::invalid_request("client_id does not match the authenticated client"));
+    }
+    let mut p = p.clone();
+    p.set("client_id", client.id.as_str());
+    let req = check(cx, &p, true).await.map_err(AuthorizeError::into_error)?;
+    let now = cx.now();
+    let id = format!("par_{}", portcullis_domain::secret::random_id(24));
+    let stored = PendingAuthorization {
+        id: id.clone(),
+        payload: serde_json::to_string(&Pushed { pushed: req }).map_err(internal)?,
+        created_at: now,
+        expires_at: now + PUSHED_REQUEST_TTL,
+    };
+    cx.store.insert_pending(&stored).await.map_err(internal)?;
+    Ok((format!("{REQUEST_URI_PREFIX}{id}"), PUSHED_REQUEST_TTL.whole_seconds()))
+}
+
+/// The pushed request a `request_uri` names, taken (single use), if `client_id` pushed it.
+async fn take_pushed<S: Store>(cx: &Cx<S>, p: &Params) -> Result<AuthorizationRequest, AuthorizeError> {
+    let bad = || {
+        AuthorizeError::Page(OAuthError::invalid_request(
+            "the request_uri is invalid, expired or already used",
+        ))
+    };
+    let client_id = p.require("client_id")?;
+    let uri = p.get("request_uri").unwrap_or_default();
+    let Some(id) = uri.strip_prefix(REQUEST_URI_PREFIX).filter(|id| id.starts_with("par_")) else {
+        return Err(bad());
+    };
+    // Only the client that pushed it may use it (checked before it is spent, so nobody else can
+    // burn it), once.
+    let Some(stored) = cx.store.pending(id, cx.now()).await.map_err(internal)? else { return Err(bad()) };
+    let Ok(Pushed { pushed }) = serde_json::from_str::<Pushed>(&stored.payload) else { return Err(bad()) };
+    if pushed.client_id.as_str() != client_id {
+        return Err(bad());
+    }
+    if cx.store.take_pending(id, cx.now()).await.map_err(internal)?.is_none() {
+        return Err(bad());
+    }
+    Ok(pushed)
 }
 
 impl From<OAuthError> for AuthorizeError {
@@ -136,8 +211,21 @@ async fn store_pending<S: Store>(cx: &Cx<S>, req: &AuthorizationRequest) -> Resu
     Ok(p.id)
 }
 
-/// Validates an authorization request.
+/// Validates an authorization request: either a `request_uri` of a pushed request (RFC 9126 §4,
+/// whose parameters are the only ones used) or the parameters themselves.
 pub async fn validate<S: Store>(cx: &Cx<S>, p: &Params) -> Result<AuthorizationRequest, AuthorizeError> {
+    if p.has("request_uri") {
+        return take_pushed(cx, p).await;
+    }
+    check(cx, p, false).await
+}
+
+/// Checks an authorization request's parameters; `pushed` when they came to the PAR endpoint.
+async fn check<S: Store>(
+    cx: &Cx<S>,
+    p: &Params,
+    pushed: bool,
+) -> Result<AuthorizationRequest, AuthorizeError> {
     // 1. The client. Errors here are shown, never redirected.
     for name in ["client_id", "redirect_uri"] {
         if p.is_repeated(name) {
@@ -187,16 +275,22 @@ pub async fn validate<S: Store>(cx: &Cx<S>, p: &Params) -> Result<AuthorizationR
 
     // 3. From here on errors are redirected to the client.
     let state = p.get("state").map(str::to_owned);
-    let redirect_err = |e: OAuthError| {
-        AuthorizeError::Redirect(error_redirect(&cx.settings.issuer, &redirect_uri, state.as_deref(), &e))
+    let redirect_err = |e: OAuthError| AuthorizeError::Invalid {
+        redirect: error_redirect(&cx.settings.issuer, &redirect_uri, state.as_deref(), &e),
+        error: e,
     };
     if p.is_repeated("state") {
         // The state is ambiguous, so none is echoed.
-        return Err(AuthorizeError::Redirect(error_redirect(
-            &cx.settings.issuer,
-            &redirect_uri,
-            None,
-            &OAuthError::invalid_request("the state parameter was sent more than once"),
+        let e = OAuthError::invalid_request("the state parameter was sent more than once");
+        return Err(AuthorizeError::Invalid {
+            redirect: error_redirect(&cx.settings.issuer, &redirect_uri, None, &e),
+            error: e,
+        });
+    }
+    // RFC 9126 §5, §6: pushed requests may be required, of every client or of this one.
+    if !pushed && (cx.settings.require_pushed_requests || client.require_pushed_requests) {
+        return Err(redirect_err(OAuthError::invalid_request(
+            "this client must push its authorization requests (RFC 9126): use the PAR endpoint",
         )));
     }
     p.reject_repeated().map_err(redirect_err)?;
@@ -208,12 +302,6 @@ pub async fn validate<S: Store>(cx: &Cx<S>, p: &Params) -> Result<AuthorizationR
         return Err(redirect_err(OAuthError::new(
             ErrorCode::RequestNotSupported,
             "request objects are not supported",
-        )));
-    }
-    if p.has("request_uri") {
-        return Err(redirect_err(OAuthError::new(
-            ErrorCode::RequestUriNotSupported,
-            "request_uri is not supported",
         )));
     }
     match p.get("response_type") {

@@ -17,6 +17,7 @@ pub struct Endpoints {
     pub introspection: String,
     pub device_authorization: String,
     pub registration: String,
+    pub par: String,
 }
 
 pub fn metadata(settings: &Settings, catalogue: &Catalogue, e: Endpoints) -> ServerMetadata {
@@ -29,6 +30,8 @@ pub fn metadata(settings: &Settings, catalogue: &Catalogue, e: Endpoints) -> Ser
         revocation_endpoint: e.revocation,
         introspection_endpoint: e.introspection,
         device_authorization_endpoint: e.device_authorization,
+        pushed_authorization_request_endpoint: e.par,
+        require_pushed_authorization_requests: settings.require_pushed_requests,
         registration_endpoint: (settings.registration.mode
             != crate::oauth::registration::RegistrationMode::Disabled)
             .then_some(e.registration),

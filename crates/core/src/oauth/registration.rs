@@ -98,6 +98,7 @@ struct Incoming {
     software_id: Option<String>,
     software_version: Option<String>,
     application_type: Option<String>,
+    require_pushed_authorization_requests: Option<bool>,
     // RFC 7592 §2.2 update requests.
     client_id: Option<String>,
     client_secret: Option<String>,
@@ -132,6 +133,9 @@ pub struct Metadata {
     pub software_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub software_version: Option<String>,
+    /// RFC 9126 §6.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub require_pushed_authorization_requests: bool,
 }
 
 impl Metadata {
@@ -314,6 +318,7 @@ fn check_incoming<S: Store>(cx: &Cx<S>, m: Incoming) -> Result<Metadata, OAuthEr
         contacts,
         software_id: short_text("software_id", m.software_id, 200)?,
         software_version: short_text("software_version", m.software_version, 100)?,
+        require_pushed_authorization_requests: m.require_pushed_authorization_requests.unwrap_or(false),
     })
 }
 
@@ -404,6 +409,7 @@ pub async fn create<S: Store>(cx: &Cx<S>, meta: Metadata, source: &str) -> Resul
         previous_secret_expires_at: None,
         revoked_at: None,
         origin: ClientOrigin::Dynamic,
+        require_pushed_requests: meta.require_pushed_authorization_requests,
         registration: Some(Registration {
             metadata: serde_json::to_string(&meta).expect("serialises"),
             token_hash: Some(TokenHash::of(token.expose_secret())),
@@ -513,6 +519,7 @@ pub async fn update<S: Store>(
     updated.redirect_uris = parse_uris(&meta)?;
     updated.scopes = ScopeSet::parse(&meta.scope).map_err(|e| bad_metadata(e.0))?;
     updated.grant_types = meta.grant_types.clone();
+    updated.require_pushed_requests = meta.require_pushed_authorization_requests;
     if let Some(r) = updated.registration.as_mut() {
         r.metadata = serde_json::to_string(&meta).expect("serialises");
     }

@@ -44,6 +44,9 @@ pub struct CreateClient {
     pub public: bool,
     /// e.g. `10s` (0–60s).
     pub refresh_overlap: Option<String>,
+    /// Accept only pushed authorization requests from this client (RFC 9126).
+    #[serde(default)]
+    pub require_pushed_authorization_requests: bool,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -108,6 +111,7 @@ pub async fn create_client<S: Store>(
             workspace: Some(who.workspace.slug.to_string()),
             refresh_overlap,
             bundle: b.bundle,
+            require_pushed_requests: b.require_pushed_authorization_requests,
         })
         .await?;
     use secrecy::ExposeSecret;

@@ -105,7 +105,7 @@ pub async fn authorize<S: Store>(
         Ok(Next::Login { pending }) => see_other(&login_url(cx.settings.path(), &pending)),
         Ok(Next::Consent { pending }) => see_other(&consent_url(cx.settings.path(), &pending)),
         Ok(Next::Redirect(url)) => see_other(&url),
-        Err(AuthorizeError::Redirect(url)) => see_other(&url),
+        Err(AuthorizeError::Redirect(url) | AuthorizeError::Invalid { redirect: url, .. }) => see_other(&url),
         Err(AuthorizeError::Page(e)) => oauth_error_page(&e),
     }
 }

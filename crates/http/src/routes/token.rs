@@ -111,6 +111,24 @@ pub async fn introspect<S: Store>(State(cx): State<Cx<S>>, headers: HeaderMap, b
     }
 }
 
+/// `POST /oauth2/par` (RFC 9126 §2): the authorization request, pushed by the authenticated
+/// client; answered with a single-use `request_uri` for the authorization endpoint.
+pub async fn par<S: Store>(State(cx): State<Cx<S>>, headers: HeaderMap, body: Body) -> Response {
+    let r = async {
+        let (params, auth) = client_form(&headers, body).await?;
+        let client = portcullis_core::oauth::client_auth::authenticate(&cx, &auth).await?;
+        portcullis_core::oauth::authorize::push(&cx, &client, &params).await
+    }
+    .await;
+    match r {
+        Ok((request_uri, expires_in)) => no_store_json(
+            StatusCode::CREATED,
+            serde_json::json!({ "request_uri": request_uri, "expires_in": expires_in }).to_string(),
+        ),
+        Err(e) => refused("par", e),
+    }
+}
+
 /// `POST /oauth2/device_authorization`
 pub async fn device_authorization<S: Store>(
     State(cx): State<Cx<S>>,

@@ -14,6 +14,7 @@ mod lifecycle;
 mod matrix;
 mod mcp;
 mod multiprocess;
+mod par;
 mod registration;
 mod resources;
 mod support;
