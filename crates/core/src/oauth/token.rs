@@ -99,10 +99,9 @@ pub async fn exchange<S: Store>(
     let now = cx.now();
     if client.origin != ClientOrigin::Admin
         && client.last_used_at.is_none_or(|t| now - t > time::Duration::hours(1))
+        && let Err(e) = cx.store.touch_client(&client.id, now).await
     {
-        if let Err(e) = cx.store.touch_client(&client.id, now).await {
-            tracing::warn!(error = %e, client_id = %client.id, "recording client use failed");
-        }
+        tracing::warn!(error = %e, client_id = %client.id, "recording client use failed");
     }
     Ok(issued)
 }

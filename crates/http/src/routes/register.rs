@@ -105,21 +105,14 @@ pub async fn register<S: Store>(
     }
 }
 
-/// The registration access token, or the RFC 6750 challenge to send.
-fn token(headers: &HeaderMap) -> Result<&str, Response> {
-    bearer(headers).ok_or_else(|| bearer_error(None))
-}
-
 fn management_error(e: &OAuthError) -> Response {
     if e.code == ErrorCode::InvalidToken { bearer_error(Some(e)) } else { oauth_error(e) }
 }
 
 /// `GET /oauth2/register/{client_id}` (RFC 7592 §2.1)
 pub async fn read<S: Store>(State(cx): State<Cx<S>>, Path(id): Path<String>, headers: HeaderMap) -> Response {
-    let t = match token(&headers) {
-        Ok(t) => t,
-        Err(r) => return r,
-    };
+    // The registration access token, or the RFC 6750 challenge.
+    let Some(t) = bearer(&headers) else { return bearer_error(None) };
     match registration::read(&cx, &id, t).await {
         Ok(r) => registered(&cx, StatusCode::OK, &r),
         Err(e) => management_error(&e),
@@ -133,10 +126,8 @@ pub async fn update<S: Store>(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let t = match token(&headers) {
-        Ok(t) => t,
-        Err(r) => return r,
-    };
+    // The registration access token, or the RFC 6750 challenge.
+    let Some(t) = bearer(&headers) else { return bearer_error(None) };
     // The token is checked before the body is looked at.
     if let Err(e) = registration::authenticate(&cx, &id, t).await {
         return management_error(&e);
@@ -157,10 +148,8 @@ pub async fn delete<S: Store>(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let t = match token(&headers) {
-        Ok(t) => t,
-        Err(r) => return r,
-    };
+    // The registration access token, or the RFC 6750 challenge.
+    let Some(t) = bearer(&headers) else { return bearer_error(None) };
     match registration::delete(&cx, &id, t).await {
         Ok(()) => {
             let mut r = StatusCode::NO_CONTENT.into_response();
