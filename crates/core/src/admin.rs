@@ -76,6 +76,8 @@ pub struct NewClient {
     pub bundle: Option<String>,
     /// Its authorization requests must be pushed first (RFC 9126).
     pub require_pushed_requests: bool,
+    /// Its tokens must be DPoP-bound (RFC 9449 §5.2).
+    pub dpop_bound: bool,
 }
 
 /// A created client; the secret (confidential clients only) exists only in this value.
@@ -381,6 +383,7 @@ impl<S: Store> Admin<S> {
             registration: None,
             last_used_at: None,
             require_pushed_requests: req.require_pushed_requests,
+            dpop_bound: req.dpop_bound,
         };
         self.store.insert_client(&client).await?;
         Ok(CreatedClient { client, secret })

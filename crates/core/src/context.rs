@@ -6,6 +6,7 @@ use crate::audit::{AuditLog, AuditSigner, Redactor};
 use crate::cache::CredentialCache;
 use crate::federation::IssuerKeys;
 use crate::keys::{Keyring, Sealer};
+use crate::replay::{MemoryReplay, ReplayCache};
 use crate::scopes::Catalogue;
 use crate::settings::Settings;
 use portcullis_domain::Clock;
@@ -32,6 +33,8 @@ pub struct Cx<S> {
     pub cache: Arc<CredentialCache>,
     /// The audit log's writer, checkpoint key and redaction rules (see [`crate::audit`]).
     pub audit: Arc<AuditLog>,
+    /// Single-use values seen recently (DPoP `jti`s): in-process, or Redis when configured.
+    pub replay: Arc<dyn ReplayCache>,
 }
 
 impl<S: Clone> Clone for Cx<S> {
@@ -48,6 +51,7 @@ impl<S: Clone> Clone for Cx<S> {
             issuer_keys: self.issuer_keys.clone(),
             cache: self.cache.clone(),
             audit: self.audit.clone(),
+            replay: self.replay.clone(),
         }
     }
 }
@@ -84,6 +88,7 @@ impl<S: Store> Cx<S> {
             issuer_keys: Arc::default(),
             cache: Arc::default(),
             audit,
+            replay: Arc::new(MemoryReplay::default()),
         })
     }
 

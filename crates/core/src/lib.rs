@@ -25,6 +25,7 @@
 //! - [`audit`]: the tamper-evident audit log (group-commit appender, signed checkpoints,
 //!   redaction, verification, search, retention, export, webhook sinks).
 //! - [`events`]: who did what ([`events::Actor`]), recorded as audit entries.
+//! - [`replay`]: remembers single-use values (DPoP proof `jti`s) for their window.
 //!
 //! # Decisions
 //! - OAuth endpoints speak only [`portcullis_proto::OAuthError`]; internal failures are logged
@@ -48,6 +49,7 @@ pub mod keys;
 pub mod oauth;
 pub mod passwords;
 pub mod reference;
+pub mod replay;
 pub mod scopes;
 pub mod service_tokens;
 pub mod sessions;

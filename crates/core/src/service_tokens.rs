@@ -92,6 +92,7 @@ pub async fn mint<S: Store>(cx: &Cx<S>, m: Mint<'_>) -> Result<TokenResponse, OA
         auth_time: None,
         token_use: Some(TOKEN_USE.to_owned()),
         minted_by: Some(m.actor.id.clone()),
+        cnf: None,
     };
     let token = cx.keys.sign(ACCESS_TOKEN_TYP, &claims, now).map_err(internal)?;
     let mut detail = json!({

@@ -43,6 +43,10 @@ pub struct Settings {
     pub require_pushed_requests: bool,
     /// Dynamic client registration (RFC 7591): who may register, limits, dedup, reclamation.
     pub registration: crate::oauth::registration::RegistrationSettings,
+    /// DPoP proof checks (RFC 9449): nonce requirement and time window.
+    pub dpop: crate::oauth::dpop::DpopSettings,
+    /// Client ID Metadata Documents: fetching https `client_id`s.
+    pub client_metadata: crate::oauth::client_metadata::ClientMetadataSettings,
 }
 
 /// The longest overlap window a client may have for concurrent refreshes.
@@ -81,6 +85,8 @@ impl Settings {
             audit: crate::audit::AuditSettings::default(),
             registration: Default::default(),
             require_pushed_requests: false,
+            dpop: Default::default(),
+            client_metadata: Default::default(),
         }
     }
 

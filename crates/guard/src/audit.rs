@@ -64,6 +64,8 @@ pub fn rejection_code(r: &Rejection) -> &'static str {
         Rejection::IpNotAllowed(_) => "ip_not_allowed",
         Rejection::InsufficientScope(_) => "insufficient_scope",
         Rejection::RateLimited(_) => "rate_limited",
+        Rejection::InvalidDpopProof(_) => "invalid_dpop_proof",
+        Rejection::UseDpopNonce => "use_dpop_nonce",
         Rejection::Internal => "server_error",
     }
 }

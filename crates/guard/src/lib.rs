@@ -16,6 +16,7 @@
 //!   `RateLimit` headers.
 //! - [`ratelimit`]: GCRA budgets per credential and per workspace, in-process or in Redis.
 //! - [`client_ip`]: the caller's address behind trusted proxies.
+//! - [`replay`]: DPoP proof `jti`s remembered in Redis (shared by replicas) when configured.
 //! - [`audit`]: the audit entry of every call, allowed or refused ([`audit::AuditNote`] lets
 //!   handlers add the MCP tool or the personal-data flag).
 //!
@@ -23,6 +24,9 @@
 //! - One `Authorization: Bearer` header carries any of the three credentials; they are told apart
 //!   by format: API keys by their `pcl_live_`/`pcl_test_` prefix (and checksum, so a mistyped
 //!   key costs no lookup), JWTs (access and service tokens) by their three segments.
+//! - DPoP-bound access tokens (`cnf.jkt`, RFC 9449) come with `Authorization: DPoP` and a fresh
+//!   proof of the bound key for this method and URL (`ath` = the token's hash); sent as Bearer,
+//!   without a proof or with another key's, they are refused with a `DPoP` challenge.
 //! - The order of checks is fixed: credential → CIDR allowlist → scopes → budgets. An address
 //!   outside an API key's allowlist or a missing scope never spends quota.
 //! - Credential state (API key rows, grant/member status of tokens) comes through the core's
@@ -34,6 +38,7 @@ pub mod client_ip;
 pub mod principal;
 pub mod ratelimit;
 pub mod rejection;
+pub mod replay;
 
 pub use principal::{CredentialKind, Principal};
 pub use ratelimit::{Budget, Decision, Limiter};
@@ -41,10 +46,12 @@ pub use rejection::Rejection;
 
 use axum::body::Body;
 use axum::extract::ConnectInfo;
-use axum::http::{HeaderMap, Request, header};
+use axum::extract::OriginalUri;
+use axum::http::{Extensions, HeaderMap, HeaderValue, Request, Uri, header};
 use axum::response::Response;
 use portcullis_core::Cx;
 use portcullis_core::api_keys::{KeyRejection, authenticate_key_with};
+use portcullis_core::oauth::dpop;
 use portcullis_core::oauth::tokens::{live_access, verify_access_jwt_cached};
 use portcullis_domain::{ApiKeySecret, RateLimit, WorkspaceId};
 use portcullis_proto::ErrorCode;
@@ -115,9 +122,57 @@ pub struct Admitted {
 
 /// The `Authorization: Bearer` credential (RFC 6750 §2.1; the scheme is case-insensitive).
 pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    credential(headers).filter(|(s, _)| *s == Scheme::Bearer).map(|(_, t)| t)
+}
+
+/// How a credential was presented.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scheme {
+    Bearer,
+    /// RFC 9449 §7.1: a DPoP-bound access token, with a proof in the `DPoP` header.
+    Dpop,
+}
+
+/// The `Authorization` credential and its scheme (`Bearer` or `DPoP`, case-insensitive).
+pub fn credential(headers: &HeaderMap) -> Option<(Scheme, &str)> {
     let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = v.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|t| !t.is_empty())
+    let scheme = if scheme.eq_ignore_ascii_case("bearer") {
+        Scheme::Bearer
+    } else if scheme.eq_ignore_ascii_case("dpop") {
+        Scheme::Dpop
+    } else {
+        return None;
+    };
+    Some((scheme, token.trim())).filter(|(_, t)| !t.is_empty())
+}
+
+/// What the guard reads of a request: the method and path (for DPoP proofs) and the headers.
+#[derive(Clone, Copy)]
+pub struct Call<'a> {
+    pub method: &'a str,
+    /// The path as the client sent it (before any router nesting stripped a prefix).
+    pub path: &'a str,
+    pub headers: &'a HeaderMap,
+}
+
+impl<'a> Call<'a> {
+    /// The call of request parts, using axum's `OriginalUri` when a nested router stripped the
+    /// path.
+    pub fn of(
+        method: &'a axum::http::Method,
+        uri: &'a Uri,
+        ext: &'a Extensions,
+        headers: &'a HeaderMap,
+    ) -> Self {
+        let path = ext.get::<OriginalUri>().map_or(uri.path(), |o| o.0.path());
+        Self { method: method.as_str(), path, headers }
+    }
+
+    /// The scheme the client used (Bearer when it sent none).
+    pub fn scheme(&self) -> Scheme {
+        credential(self.headers).map_or(Scheme::Bearer, |(s, _)| s)
+    }
 }
 
 impl<S: Store> Guard<S> {
@@ -163,28 +218,44 @@ impl<S: Store> Guard<S> {
         })
     }
 
-    /// Renders a rejection for this resource.
+    /// Renders a rejection for this resource (with a `Bearer` challenge).
     pub fn reject(&self, r: Rejection) -> Response {
-        r.into_response_for(&self.resource.metadata_url)
+        r.into_response_for(&self.resource.metadata_url, Scheme::Bearer)
+    }
+
+    /// Renders a rejection of a call that used `scheme`, challenging with it (RFC 9449 §7.1).
+    pub fn reject_as(&self, r: Rejection, scheme: Scheme) -> Response {
+        let mut resp = r.into_response_for(&self.resource.metadata_url, scheme);
+        if self.shared.cx.settings.dpop.require_nonce
+            && scheme == Scheme::Dpop
+            && let Ok(v) = HeaderValue::from_str(&dpop::nonce(&self.shared.cx))
+        {
+            resp.headers_mut().insert("dpop-nonce", v);
+        }
+        resp
     }
 
     /// Authenticates the request's credential from `peer` (the TCP peer; trusted proxies'
     /// `X-Forwarded-For` is applied), checks `required` scopes and charges the budgets.
     pub async fn check(
         &self,
-        headers: &HeaderMap,
+        call: &Call<'_>,
         peer: IpAddr,
         required: &[impl AsRef<str>],
     ) -> Result<Admitted, Rejection> {
-        let principal = self.authenticate(headers, peer).await?;
+        let principal = self.authenticate(call, peer).await?;
         self.admit(principal, required).await
     }
 
     /// Who is calling: the first half of [`Guard::check`] (no scope check, no budget spent).
-    pub async fn authenticate(&self, headers: &HeaderMap, peer: IpAddr) -> Result<Principal, Rejection> {
+    pub async fn authenticate(&self, call: &Call<'_>, peer: IpAddr) -> Result<Principal, Rejection> {
         let cx = &self.shared.cx;
+        let headers = call.headers;
         let ip = client_ip::client_ip(&cx.settings.trusted_proxies, peer, headers);
-        let token = bearer(headers).ok_or(Rejection::Missing)?;
+        let (scheme, token) = credential(headers).ok_or(Rejection::Missing)?;
+        if scheme == Scheme::Dpop && ApiKeySecret::looks_like(token) {
+            return Err(Rejection::InvalidToken("API keys are sent with the Bearer scheme".into()));
+        }
         if ApiKeySecret::looks_like(token) {
             let key = authenticate_key_with(cx, token, ip, true).await.map_err(|e| match e {
                 KeyRejection::Internal => Rejection::Internal,
@@ -220,6 +291,7 @@ impl<S: Store> Guard<S> {
         if !self.resource.audiences.contains(&claims.aud) {
             return Err(Rejection::InvalidToken("the access token is meant for another resource".into()));
         }
+        self.check_binding(call, scheme, token, claims.jkt()).await?;
         let live = live_access(cx, claims, true).await.map_err(token_err)?;
         let c = live.claims;
         let kind = if c.token_use.as_deref() == Some(portcullis_core::service_tokens::TOKEN_USE) {
@@ -239,6 +311,49 @@ impl<S: Store> Guard<S> {
             ip,
             rate_limit: None,
         })
+    }
+
+    /// RFC 9449 §7: a bound token needs the DPoP scheme and a proof of its key for this request;
+    /// an unbound one must not claim to be DPoP.
+    async fn check_binding(
+        &self,
+        call: &Call<'_>,
+        scheme: Scheme,
+        token: &str,
+        jkt: Option<&str>,
+    ) -> Result<(), Rejection> {
+        let cx = &self.shared.cx;
+        let Some(jkt) = jkt else {
+            return match scheme {
+                Scheme::Bearer => Ok(()),
+                Scheme::Dpop => Err(Rejection::InvalidToken("the access token is not DPoP-bound".into())),
+            };
+        };
+        if scheme == Scheme::Bearer {
+            return Err(Rejection::InvalidToken(
+                "the access token is DPoP-bound: send it with the DPoP scheme and a proof".into(),
+            ));
+        }
+        let mut proofs = call.headers.get_all("dpop").iter();
+        let (Some(proof), None) = (proofs.next(), proofs.next()) else {
+            return Err(Rejection::InvalidDpopProof("send exactly one DPoP proof header".into()));
+        };
+        let proof =
+            proof.to_str().map_err(|_| Rejection::InvalidDpopProof("the DPoP proof is not a JWT".into()))?;
+        let issuer = &cx.settings.issuer;
+        let origin = &issuer[..issuer.len() - cx.settings.path().len()];
+        let url = format!("{origin}{}", call.path);
+        let target = dpop::Target { method: call.method, url: &url, access_token: Some(token) };
+        let verified = dpop::verify(cx, proof.trim(), &target).await.map_err(|e| match e {
+            dpop::DpopError::UseNonce => Rejection::UseDpopNonce,
+            e => Rejection::InvalidDpopProof(e.description()),
+        })?;
+        if verified.jkt != jkt {
+            return Err(Rejection::InvalidDpopProof(
+                "the DPoP proof is signed by another key than the token's".into(),
+            ));
+        }
+        Ok(())
     }
 
     /// The second half of [`Guard::check`]: scopes, then budgets.
@@ -366,8 +481,13 @@ where
                 return Ok(guard.reject(Rejection::Internal));
             };
             let cx = guard.cx();
+            let method = req.method().clone();
+            let path = Call::of(&method, req.uri(), req.extensions(), req.headers()).path.to_owned();
+            let scheme = credential(req.headers()).map_or(Scheme::Bearer, |(s, _)| s);
             if !cx.settings.audit.requests {
-                return match guard.check(req.headers(), peer, &layer.scopes).await {
+                let call_of = Call { method: method.as_str(), path: &path, headers: req.headers() };
+                let checked = guard.check(&call_of, peer, &layer.scopes).await;
+                return match checked {
                     Ok(admitted) => {
                         req.extensions_mut().insert(admitted.principal);
                         let mut resp = inner.call(req).await?;
@@ -376,19 +496,20 @@ where
                         }
                         Ok(resp)
                     }
-                    Err(r) => Ok(guard.reject(r)),
+                    Err(r) => Ok(guard.reject_as(r, scheme)),
                 };
             }
             let ip = client_ip::client_ip(&cx.settings.trusted_proxies, peer, req.headers());
             let mut call = audit::CallRecorder::start(cx, &mut req, &guard.event, ip, layer.pii);
-            let principal = match guard.authenticate(req.headers(), peer).await {
+            let call_of = Call { method: method.as_str(), path: &path, headers: req.headers() };
+            let principal = match guard.authenticate(&call_of, peer).await {
                 Ok(p) => p,
-                Err(r) => return Ok(refuse(guard, call, r).await),
+                Err(r) => return Ok(refuse(guard, call, r, scheme).await),
             };
             call.principal(&principal);
             let admitted = match guard.admit(principal, &layer.scopes).await {
                 Ok(a) => a,
-                Err(r) => return Ok(refuse(guard, call, r).await),
+                Err(r) => return Ok(refuse(guard, call, r, scheme).await),
             };
             let mut req = match call.body(cx, req).await {
                 Ok(req) => req,
@@ -410,9 +531,14 @@ where
 }
 
 /// Answers a refused call and records it.
-async fn refuse<S: Store>(guard: &Guard<S>, call: audit::CallRecorder, r: Rejection) -> Response {
+async fn refuse<S: Store>(
+    guard: &Guard<S>,
+    call: audit::CallRecorder,
+    r: Rejection,
+    scheme: Scheme,
+) -> Response {
     let code = audit::rejection_code(&r);
-    let resp = guard.reject(r);
+    let resp = guard.reject_as(r, scheme);
     call.finish(guard.cx(), resp.status().as_u16(), Some(code)).await;
     resp
 }

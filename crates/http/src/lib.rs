@@ -111,7 +111,11 @@ pub fn public_cors() -> tower_http::cors::CorsLayer {
             header::ACCEPT,
             HeaderName::from_static("dpop"),
         ])
-        .expose_headers([header::WWW_AUTHENTICATE, header::CACHE_CONTROL])
+        .expose_headers([
+            header::WWW_AUTHENTICATE,
+            header::CACHE_CONTROL,
+            HeaderName::from_static("dpop-nonce"),
+        ])
         .max_age(std::time::Duration::from_secs(3600))
 }
 

@@ -33,6 +33,10 @@ pub enum ErrorCode {
     InvalidRedirectUri,
     InvalidClientMetadata,
     InsufficientScope,
+    /// RFC 9449 §5, §7.1: the DPoP proof is missing or invalid.
+    InvalidDpopProof,
+    /// RFC 9449 §8, §9: the proof must carry the server-provided nonce (sent in `DPoP-Nonce`).
+    UseDpopNonce,
 }
 
 impl ErrorCode {
@@ -61,6 +65,8 @@ impl ErrorCode {
             Self::InvalidRedirectUri => "invalid_redirect_uri",
             Self::InvalidClientMetadata => "invalid_client_metadata",
             Self::InsufficientScope => "insufficient_scope",
+            Self::InvalidDpopProof => "invalid_dpop_proof",
+            Self::UseDpopNonce => "use_dpop_nonce",
         }
     }
 

@@ -35,4 +35,9 @@ pub struct ServerMetadata {
     pub claims_supported: Vec<&'static str>,
     pub request_parameter_supported: bool,
     pub request_uri_parameter_supported: bool,
+    /// RFC 9449 §5.1.
+    pub dpop_signing_alg_values_supported: Vec<&'static str>,
+    /// Client ID Metadata Documents (draft-ietf-oauth-client-id-metadata-document, MCP
+    /// 2025-11-25): https `client_id`s are resolved by fetching them.
+    pub client_id_metadata_document_supported: bool,
 }

@@ -335,6 +335,9 @@ pub enum ClientCmd {
         /// Accept only pushed authorization requests from this client (RFC 9126).
         #[arg(long)]
         require_par: bool,
+        /// Issue this client only DPoP-bound tokens (RFC 9449): token requests need a proof.
+        #[arg(long)]
+        dpop: bool,
     },
     /// List clients.
     List,
@@ -410,9 +413,14 @@ async fn serve<S: Store>(store: S, mut cfg: Config) -> Result<(), String> {
         // `--bind 127.0.0.1:0` picks a free port; the default issuer names the real one.
         cfg.issuer = format!("http://{addr}");
     }
-    let cx =
+    let mut cx =
         Cx::init(store, Arc::new(SystemClock), cfg.settings(), catalogue, cfg.key_encryption_key.as_ref())
             .await?;
+    if let Some(url) = &cfg.redis_url {
+        cx.replay = Arc::new(
+            portcullis_guard::replay::RedisReplay::connect(url.expose_secret(), "portcullis:replay:").await?,
+        );
+    }
     if !cx.sealer.is_sealing() {
         tracing::warn!("no key-encryption key configured: signing keys are stored unencrypted");
     }
@@ -618,6 +626,7 @@ pub async fn run_admin<S: Store>(
             refresh_overlap,
             bundle,
             require_par,
+            dpop,
         }) => {
             let refresh_overlap =
                 refresh_overlap.as_deref().map(|v| parse_duration("--refresh-overlap", v)).transpose()?;
@@ -632,6 +641,7 @@ pub async fn run_admin<S: Store>(
                     refresh_overlap,
                     bundle: bundle.clone(),
                     require_pushed_requests: *require_par,
+                    dpop_bound: *dpop,
                 })
                 .await
                 .map_err(e)?;

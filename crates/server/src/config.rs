@@ -99,6 +99,46 @@ pub struct ServeArgs {
     /// Accept only pushed authorization requests (RFC 9126), from every client.
     #[arg(long, env = "PORTCULLIS_REQUIRE_PAR", value_name = "BOOL")]
     pub require_par: Option<bool>,
+    /// Require a server nonce in every DPoP proof (RFC 9449 §8, §9).
+    #[arg(long, env = "PORTCULLIS_DPOP_NONCE", value_name = "BOOL")]
+    pub dpop_nonce: Option<bool>,
+    /// Resolve https client_ids by fetching their Client ID Metadata Document (default true).
+    #[arg(long, env = "PORTCULLIS_CLIENT_METADATA", value_name = "BOOL")]
+    pub client_metadata: Option<bool>,
+    /// Let client metadata documents be fetched from private, loopback and link-local addresses
+    /// (tests and private networks only).
+    #[arg(long, env = "PORTCULLIS_CLIENT_METADATA_ALLOW_PRIVATE", value_name = "BOOL")]
+    pub client_metadata_allow_private: Option<bool>,
+    /// An extra trusted root certificate (PEM) for fetching client metadata documents.
+    #[arg(long, env = "PORTCULLIS_CLIENT_METADATA_CA_FILE", value_name = "PATH")]
+    pub client_metadata_ca_file: Option<PathBuf>,
+}
+
+/// `[dpop]` in the file.
+#[derive(Deserialize, Debug, Default, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct DpopFile {
+    /// Require a server nonce in every proof.
+    pub require_nonce: Option<bool>,
+    /// How old a proof may be, e.g. 60s.
+    pub max_age: Option<String>,
+    /// How long a nonce is good for (it is accepted in its window and the next), e.g. 5m.
+    pub nonce_lifetime: Option<String>,
+}
+
+/// `[client_metadata]` in the file.
+#[derive(Deserialize, Debug, Default, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct ClientMetadataFile {
+    pub enabled: Option<bool>,
+    pub allow_private_addresses: Option<bool>,
+    pub ca_file: Option<PathBuf>,
+    /// Largest document accepted, in bytes.
+    pub max_bytes: Option<usize>,
+    /// How long a fetch may take, e.g. 5s.
+    pub timeout: Option<String>,
+    /// How long a document is kept when its response sets no caching, e.g. 1h.
+    pub default_ttl: Option<String>,
 }
 
 /// `[registration]` in the file.
@@ -159,6 +199,8 @@ pub struct FileConfig {
     pub registration: Option<RegistrationFile>,
     /// Accept only pushed authorization requests (RFC 9126), from every client.
     pub require_par: Option<bool>,
+    pub dpop: Option<DpopFile>,
+    pub client_metadata: Option<ClientMetadataFile>,
 }
 
 /// `[gateway]`: the route table of gateway mode.
@@ -202,6 +244,8 @@ pub struct Config {
     pub audit: portcullis_core::audit::AuditSettings,
     pub registration: portcullis_core::oauth::registration::RegistrationSettings,
     pub require_par: bool,
+    pub dpop: portcullis_core::oauth::dpop::DpopSettings,
+    pub client_metadata: portcullis_core::oauth::client_metadata::ClientMetadataSettings,
 }
 
 pub const DEFAULT_BIND: &str = "127.0.0.1:8080";
@@ -361,7 +405,26 @@ pub fn resolve(
     }
     audit.redaction = audit_file.redaction.unwrap_or_default();
     let registration = registration_settings(s, file.registration.clone().unwrap_or_default())?;
+    let dpop_file = file.dpop.clone().unwrap_or_default();
+    let mut dpop = portcullis_core::oauth::dpop::DpopSettings::default();
+    dpop.require_nonce = s.dpop_nonce.or(dpop_file.require_nonce).unwrap_or(false);
+    dpop.max_age = duration("dpop.max_age", dpop_file.max_age, dpop.max_age)?;
+    dpop.nonce_lifetime = duration("dpop.nonce_lifetime", dpop_file.nonce_lifetime, dpop.nonce_lifetime)?;
+    let cm_file = file.client_metadata.clone().unwrap_or_default();
+    let mut client_metadata = portcullis_core::oauth::client_metadata::ClientMetadataSettings::default();
+    client_metadata.enabled = s.client_metadata.or(cm_file.enabled).unwrap_or(true);
+    client_metadata.allow_private_addresses =
+        s.client_metadata_allow_private.or(cm_file.allow_private_addresses).unwrap_or(false);
+    client_metadata.ca_file = s.client_metadata_ca_file.clone().or(cm_file.ca_file);
+    if let Some(n) = cm_file.max_bytes {
+        client_metadata.max_bytes = n.clamp(512, 64 * 1024);
+    }
+    client_metadata.timeout = duration("client_metadata.timeout", cm_file.timeout, client_metadata.timeout)?;
+    client_metadata.default_ttl =
+        duration("client_metadata.default_ttl", cm_file.default_ttl, client_metadata.default_ttl)?;
     Ok(Config {
+        dpop,
+        client_metadata,
         audit,
         registration,
         require_par: s.require_par.or(file.require_par).unwrap_or(false),
@@ -409,6 +472,8 @@ impl Config {
         s.audit = self.audit.clone();
         s.registration = self.registration.clone();
         s.require_pushed_requests = self.require_par;
+        s.dpop = self.dpop.clone();
+        s.client_metadata = self.client_metadata.clone();
         s
     }
 

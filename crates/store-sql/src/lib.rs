@@ -43,15 +43,16 @@ pub mod cols {
     pub const MEMBERSHIP: &str = "workspace_id, user_id, permissions, created_at, updated_at";
     pub const CLIENT: &str = "id, name, secret_hash, redirect_uris, scopes, grant_types, workspace_id, \
         created_at, refresh_overlap_seconds, previous_secret_hash, previous_secret_expires_at, revoked_at, \
-        origin, metadata, registration_token_hash, registered_from, fingerprint, last_used_at, refresh_after, require_par";
+        origin, metadata, registration_token_hash, registered_from, fingerprint, last_used_at, refresh_after, require_par, dpop_bound";
     pub const GRANT: &str =
         "id, user_id, client_id, workspace_id, scopes, created_at, updated_at, revoked_at";
     pub const CODE: &str = "code_hash, client_id, user_id, workspace_id, grant_id, family_id, \
         redirect_uri, redirect_uri_explicit, code_challenge, scopes, nonce, auth_time, created_at, \
-        expires_at, redeemed_at";
+        expires_at, redeemed_at, dpop_jkt";
     pub const FAMILY: &str = "id, client_id, user_id, workspace_id, grant_id, created_at, \
         expires_at, revoked_at, revoked_reason, resources";
-    pub const REFRESH: &str = "token_hash, family_id, client_id, scopes, created_at, expires_at, consumed_at";
+    pub const REFRESH: &str =
+        "token_hash, family_id, client_id, scopes, created_at, expires_at, consumed_at, dpop_jkt";
     pub const SIGNING_KEY: &str = "kid, alg, private_key, public_jwk, created_at, active_from, retired_at";
     pub const SESSION: &str = "token_hash, user_id, auth_time, created_at, expires_at";
     pub const PENDING: &str = "id, payload, created_at, expires_at";
@@ -169,6 +170,7 @@ macro_rules! impl_sql_store {
                     },
                     last_used_at: ts_opt(row, "last_used_at")?,
                     require_pushed_requests: col(row, "require_par")?,
+                    dpop_bound: col(row, "dpop_bound")?,
                 })
             }
 
@@ -202,6 +204,7 @@ macro_rules! impl_sql_store {
                     created_at: ts(row, "created_at")?,
                     expires_at: ts(row, "expires_at")?,
                     redeemed_at: ts_opt(row, "redeemed_at")?,
+                    dpop_jkt: col(row, "dpop_jkt")?,
                 })
             }
 
@@ -233,6 +236,7 @@ macro_rules! impl_sql_store {
                         .map(|b| d::hash(&b))
                         .transpose()?,
                     successor_sealed: col(row, "successor_sealed")?,
+                    dpop_jkt: col(row, "dpop_jkt")?,
                 })
             }
 
@@ -486,8 +490,8 @@ macro_rules! impl_sql_store {
                     sql!(
                         "INSERT INTO clients (id, name, secret_hash, redirect_uris, scopes, grant_types, workspace_id, created_at, \
                          refresh_overlap_seconds, previous_secret_hash, previous_secret_expires_at, revoked_at, origin, metadata, \
-                         registration_token_hash, registered_from, fingerprint, last_used_at, refresh_after, require_par) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)"
+                         registration_token_hash, registered_from, fingerprint, last_used_at, refresh_after, require_par, dpop_bound) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)"
                     )
                     .bind(c.id.as_str())
                     .bind(&c.name)
@@ -509,6 +513,7 @@ macro_rules! impl_sql_store {
                     .bind(c.last_used_at.map(|t| t.unix_timestamp()))
                     .bind(c.registration.as_ref().and_then(|r| r.refresh_after).map(|t| t.unix_timestamp()))
                     .bind(c.require_pushed_requests)
+                    .bind(c.dpop_bound)
                     .execute(&self.pool)
                     .await
                     .map_err(err("client_id"))?;
@@ -518,7 +523,7 @@ macro_rules! impl_sql_store {
                 async fn client_by_fingerprint(&self, fingerprint: &str, since: OffsetDateTime) -> StoreResult<Option<Client>> {
                     sql!("SELECT id, name, secret_hash, redirect_uris, scopes, grant_types, workspace_id, created_at, \
                          refresh_overlap_seconds, previous_secret_hash, previous_secret_expires_at, revoked_at, origin, metadata, \
-                         registration_token_hash, registered_from, fingerprint, last_used_at, refresh_after, require_par FROM clients \
+                         registration_token_hash, registered_from, fingerprint, last_used_at, refresh_after, require_par, dpop_bound FROM clients \
                          WHERE fingerprint = $1 AND created_at >= $2 AND revoked_at IS NULL ORDER BY created_at DESC LIMIT 1")
                         .bind(fingerprint)
                         .bind(since.unix_timestamp())
@@ -532,7 +537,8 @@ macro_rules! impl_sql_store {
                 async fn update_registered_client(&self, c: &Client) -> StoreResult<bool> {
                     let n = sql!(
                         "UPDATE clients SET name = $2, redirect_uris = $3, scopes = $4, grant_types = $5, metadata = $6, \
-                         registration_token_hash = $7, refresh_after = $8, require_par = $9 WHERE id = $1 AND revoked_at IS NULL"
+                         registration_token_hash = $7, refresh_after = $8, require_par = $9, dpop_bound = $10 \
+                         WHERE id = $1 AND revoked_at IS NULL"
                     )
                     .bind(c.id.as_str())
                     .bind(&c.name)
@@ -543,6 +549,7 @@ macro_rules! impl_sql_store {
                     .bind(c.registration.as_ref().and_then(|r| r.token_hash.as_ref()).map(|h| h.as_bytes().to_vec()))
                     .bind(c.registration.as_ref().and_then(|r| r.refresh_after).map(|t| t.unix_timestamp()))
                     .bind(c.require_pushed_requests)
+                    .bind(c.dpop_bound)
                     .execute(&self.pool)
                     .await
                     .map_err(db)?
@@ -610,7 +617,7 @@ macro_rules! impl_sql_store {
                 async fn client_by_id(&self, id: &ClientId) -> StoreResult<Option<Client>> {
                     sql!("SELECT id, name, secret_hash, redirect_uris, scopes, grant_types, workspace_id, created_at, \
                          refresh_overlap_seconds, previous_secret_hash, previous_secret_expires_at, revoked_at, origin, metadata, \
-                         registration_token_hash, registered_from, fingerprint, last_used_at, refresh_after, require_par FROM clients WHERE id = $1")
+                         registration_token_hash, registered_from, fingerprint, last_used_at, refresh_after, require_par, dpop_bound FROM clients WHERE id = $1")
                         .bind(id.as_str())
                         .fetch_optional(&self.pool)
                         .await
@@ -622,7 +629,7 @@ macro_rules! impl_sql_store {
                 async fn list_clients(&self) -> StoreResult<Vec<Client>> {
                     sql!("SELECT id, name, secret_hash, redirect_uris, scopes, grant_types, workspace_id, created_at, \
                          refresh_overlap_seconds, previous_secret_hash, previous_secret_expires_at, revoked_at, origin, metadata, \
-                         registration_token_hash, registered_from, fingerprint, last_used_at, refresh_after, require_par FROM clients ORDER BY created_at, id")
+                         registration_token_hash, registered_from, fingerprint, last_used_at, refresh_after, require_par, dpop_bound FROM clients ORDER BY created_at, id")
                         .fetch_all(&self.pool)
                         .await
                         .map_err(db)?
@@ -776,8 +783,8 @@ macro_rules! impl_sql_store {
                     .map_err(err("family"))?;
                     sql!(
                         "INSERT INTO authorization_codes (code_hash, client_id, user_id, workspace_id, grant_id, family_id, \
-                         redirect_uri, redirect_uri_explicit, code_challenge, scopes, nonce, auth_time, created_at, expires_at) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+                         redirect_uri, redirect_uri_explicit, code_challenge, scopes, nonce, auth_time, created_at, expires_at, dpop_jkt) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
                     )
                     .bind(c.hash.as_bytes().to_vec())
                     .bind(c.client_id.as_str())
@@ -793,6 +800,7 @@ macro_rules! impl_sql_store {
                     .bind(c.auth_time.unix_timestamp())
                     .bind(c.created_at.unix_timestamp())
                     .bind(c.expires_at.unix_timestamp())
+                    .bind(c.dpop_jkt.as_deref())
                     .execute(&mut *tx)
                     .await
                     .map_err(err("code"))?;
@@ -802,7 +810,7 @@ macro_rules! impl_sql_store {
                 async fn code_by_hash(&self, h: &TokenHash) -> StoreResult<Option<AuthCode>> {
                     sql!(
                         "SELECT code_hash, client_id, user_id, workspace_id, grant_id, family_id, redirect_uri, \
-                         redirect_uri_explicit, code_challenge, scopes, nonce, auth_time, created_at, expires_at, redeemed_at \
+                         redirect_uri_explicit, code_challenge, scopes, nonce, auth_time, created_at, expires_at, redeemed_at, dpop_jkt \
                          FROM authorization_codes WHERE code_hash = $1"
                     )
                     .bind(h.as_bytes().to_vec())
@@ -817,7 +825,7 @@ macro_rules! impl_sql_store {
                     let won = sql!(
                         "UPDATE authorization_codes SET redeemed_at = $2 WHERE code_hash = $1 AND redeemed_at IS NULL \
                          RETURNING code_hash, client_id, user_id, workspace_id, grant_id, family_id, redirect_uri, \
-                         redirect_uri_explicit, code_challenge, scopes, nonce, auth_time, created_at, expires_at, redeemed_at"
+                         redirect_uri_explicit, code_challenge, scopes, nonce, auth_time, created_at, expires_at, redeemed_at, dpop_jkt"
                     )
                     .bind(h.as_bytes().to_vec())
                     .bind(now.unix_timestamp())
@@ -869,8 +877,8 @@ macro_rules! impl_sql_store {
 
                 async fn insert_refresh_token(&self, t: &RefreshToken) -> StoreResult<()> {
                     sql!(
-                        "INSERT INTO refresh_tokens (token_hash, family_id, client_id, scopes, created_at, expires_at) \
-                         VALUES ($1, $2, $3, $4, $5, $6)"
+                        "INSERT INTO refresh_tokens (token_hash, family_id, client_id, scopes, created_at, expires_at, dpop_jkt) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7)"
                     )
                     .bind(t.hash.as_bytes().to_vec())
                     .bind(t.family_id.as_str())
@@ -878,6 +886,7 @@ macro_rules! impl_sql_store {
                     .bind(t.scopes.to_string())
                     .bind(t.created_at.unix_timestamp())
                     .bind(t.expires_at.unix_timestamp())
+                    .bind(t.dpop_jkt.as_deref())
                     .execute(&self.pool)
                     .await
                     .map_err(err("refresh token"))?;
@@ -887,7 +896,7 @@ macro_rules! impl_sql_store {
                 async fn refresh_token(&self, h: &TokenHash) -> StoreResult<Option<RefreshToken>> {
                     sql!(
                         "SELECT token_hash, family_id, client_id, scopes, created_at, expires_at, consumed_at, \
-                         successor_hash, successor_sealed FROM refresh_tokens WHERE token_hash = $1"
+                         successor_hash, successor_sealed, dpop_jkt FROM refresh_tokens WHERE token_hash = $1"
                     )
                     .bind(h.as_bytes().to_vec())
                     .fetch_optional(&self.pool)
@@ -920,8 +929,8 @@ macro_rules! impl_sql_store {
                         == 1;
                     if won {
                         sql!(
-                            "INSERT INTO refresh_tokens (token_hash, family_id, client_id, scopes, created_at, expires_at) \
-                             VALUES ($1, $2, $3, $4, $5, $6)"
+                            "INSERT INTO refresh_tokens (token_hash, family_id, client_id, scopes, created_at, expires_at, dpop_jkt) \
+                             VALUES ($1, $2, $3, $4, $5, $6, $7)"
                         )
                         .bind(next.hash.as_bytes().to_vec())
                         .bind(next.family_id.as_str())
@@ -929,6 +938,7 @@ macro_rules! impl_sql_store {
                         .bind(next.scopes.to_string())
                         .bind(next.created_at.unix_timestamp())
                         .bind(next.expires_at.unix_timestamp())
+                        .bind(next.dpop_jkt.as_deref())
                         .execute(&mut *tx)
                         .await
                         .map_err(err("refresh token"))?;
@@ -1294,7 +1304,7 @@ macro_rules! impl_sql_store {
                         "INSERT INTO api_keys (id, workspace_id, name, description, metadata, scopes, allowed_cidrs, \
                          rate_limit, environment, prefix, secret_hash, previous_secret_hash, previous_secret_expires_at, \
                          bundle, created_at, expires_at, rotated_at, revoked_at, last_used_at, last_used_ip) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)"
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)"
                     )
                     .bind(k.id.as_str())
                     .bind(k.workspace_id.as_str())

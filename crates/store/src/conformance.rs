@@ -81,6 +81,7 @@ fn client(ws: Option<&WorkspaceId>) -> Client {
         registration: None,
         last_used_at: None,
         require_pushed_requests: false,
+        dpop_bound: true,
     }
 }
 
@@ -322,6 +323,7 @@ async fn code_fixture<S: Store>(s: &S, tag: &str) -> (AuthCode, TokenFamily) {
         created_at: t0(),
         expires_at: t0() + Duration::seconds(60),
         redeemed_at: None,
+        dpop_jkt: Some("NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs".into()),
     };
     s.insert_code(&code, &family).await.unwrap();
     (code, family)
@@ -391,6 +393,7 @@ async fn refresh_tokens<S: Store>(s: &S) {
         consumed_at: None,
         successor_hash: None,
         successor_sealed: None,
+        dpop_jkt: Some("NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs".into()),
     };
     s.insert_refresh_token(&t).await.unwrap();
     assert_eq!(s.refresh_token(&t.hash).await.unwrap(), Some(t.clone()));
@@ -446,6 +449,7 @@ fn refresh_row(family: &TokenFamily, secret: &str) -> RefreshToken {
         consumed_at: None,
         successor_hash: None,
         successor_sealed: None,
+        dpop_jkt: None,
     }
 }
 

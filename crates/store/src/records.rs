@@ -78,6 +78,9 @@ pub struct Client {
     /// Its authorization requests must be pushed first (RFC 9126 §6
     /// `require_pushed_authorization_requests`).
     pub require_pushed_requests: bool,
+    /// Its access tokens must be DPoP-bound (RFC 9449 §5.2 `dpop_bound_access_tokens`): token
+    /// requests without a proof are refused.
+    pub dpop_bound: bool,
     /// How the client came to exist; only operator-created clients have a checked name.
     pub origin: ClientOrigin,
     /// Self-registered details (RFC 7591 metadata as JSON, registration token, source).
@@ -191,6 +194,8 @@ pub struct AuthCode {
     pub created_at: OffsetDateTime,
     pub expires_at: OffsetDateTime,
     pub redeemed_at: Option<OffsetDateTime>,
+    /// RFC 9449 §10: the key (thumbprint) whose DPoP proof must accompany the redemption.
+    pub dpop_jkt: Option<String>,
 }
 
 /// Outcome of redeeming an authorization code, decided by one atomic statement.
@@ -237,6 +242,9 @@ pub struct RefreshToken {
     /// The successor token response, sealed under a key derived from this token's secret (only
     /// its holder can open it); kept for clients with an overlap window.
     pub successor_sealed: Option<String>,
+    /// RFC 9449 §5: a public client's refresh token is bound to the DPoP key (thumbprint) it was
+    /// issued against; using it needs a proof of that key.
+    pub dpop_jkt: Option<String>,
 }
 
 /// Outcome of rotating a refresh token, decided by one conditional update.

@@ -135,9 +135,16 @@ impl TestApp {
             portcullis_http::gateway::parse_routes(&opts.gateway, &catalogue).expect("gateway routes");
         let protection = portcullis_http::Protection { limiter, budgets: opts.budgets, gateway };
         let (server, keys, usage, cache, audit) = with_store!(&store, |s| {
-            let cx = Cx::init(s.clone(), Arc::new(clock.clone()), settings, catalogue.clone(), kek.as_ref())
-                .await
-                .expect("init");
+            let mut cx =
+                Cx::init(s.clone(), Arc::new(clock.clone()), settings, catalogue.clone(), kek.as_ref())
+                    .await
+                    .expect("init");
+            if let Some(url) = &opts.redis_url {
+                let prefix = format!("portcullis-test:{}:replay:", test_id());
+                cx.replay = Arc::new(
+                    portcullis_guard::replay::RedisReplay::connect(url, &prefix).await.expect("redis"),
+                );
+            }
             let keys = cx.keys.clone();
             let usage = cx.usage.clone();
             let cache = cx.cache.clone();

@@ -31,6 +31,10 @@ pub struct AuthorizationRequest {
     /// RFC 8707: the protected resources the client asks access to (ours, checked).
     #[serde(default)]
     pub resources: Vec<String>,
+    /// RFC 9449 §10: the DPoP key (thumbprint) the code will be bound to, from `dpop_jkt` or from
+    /// the proof sent with the pushed request.
+    #[serde(default)]
+    pub dpop_jkt: Option<String>,
 }
 
 /// The OpenID Connect `prompt` parameter (§3.1.2.1).
@@ -77,8 +81,14 @@ struct Pushed {
 
 /// `POST /oauth2/par` (RFC 9126 §2): validates the authorization request of the authenticated
 /// `client` as the authorization endpoint would and stores it for single use. Returns the
-/// `request_uri` and its lifetime in seconds.
-pub async fn push<S: Store>(cx: &Cx<S>, client: &Client, p: &Params) -> Result<(String, i64), OAuthError> {
+/// `request_uri` and its lifetime in seconds. `proof_jkt` is the key of a DPoP proof sent with
+/// the push (RFC 9449 §10.1): the code is bound to it, and it must agree with any `dpop_jkt`.
+pub async fn push<S: Store>(
+    cx: &Cx<S>,
+    client: &Client,
+    p: &Params,
+    proof_jkt: Option<String>,
+) -> Result<(String, i64), OAuthError> {
     if p.has("request_uri") {
         return Err(OAuthError::invalid_request("request_uri cannot be pushed (RFC 9126 §2.1)"));
     }
@@ -87,7 +97,16 @@ pub async fn push<S: Store>(cx: &Cx<S>, client: &Client, p: &Params) -> Result<(
     }
     let mut p = p.clone();
     p.set("client_id", client.id.as_str());
-    let req = check(cx, &p, true).await.map_err(AuthorizeError::into_error)?;
+    let mut req = check(cx, &p, true).await.map_err(AuthorizeError::into_error)?;
+    if let Some(jkt) = proof_jkt {
+        if req.dpop_jkt.as_ref().is_some_and(|j| *j != jkt) {
+            return Err(OAuthError::new(
+                ErrorCode::InvalidDpopProof,
+                "dpop_jkt does not match the key of the DPoP proof",
+            ));
+        }
+        req.dpop_jkt = Some(jkt);
+    }
     let now = cx.now();
     let id = format!("par_{}", portcullis_domain::secret::random_id(24));
     let stored = PendingAuthorization {
@@ -235,11 +254,9 @@ async fn check<S: Store>(
         }
     }
     let client_id = p.require("client_id")?;
-    let client = cx
-        .store
-        .client_by_id(&ClientId::from_string(client_id))
-        .await
-        .map_err(internal)?
+    // An https client_id is resolved from its metadata document (fetched when new or stale).
+    let client = super::client_metadata::load(cx, client_id)
+        .await?
         .ok_or_else(|| OAuthError::invalid_request("the client_id is not registered here"))?;
 
     // 2. The redirect URI: exact string match (RFC 9700 §2.1), loopback port freedom only for
@@ -380,6 +397,7 @@ async fn check<S: Store>(
     if nonce.as_ref().is_some_and(|n| n.len() > 512) {
         return Err(redirect_err(OAuthError::invalid_request("nonce is longer than 512 characters")));
     }
+    let dpop_jkt = p.get("dpop_jkt").map(super::dpop::parse_jkt).transpose().map_err(redirect_err)?;
 
     Ok(AuthorizationRequest {
         client_id: client.id,
@@ -391,6 +409,7 @@ async fn check<S: Store>(
         nonce,
         prompt,
         resources,
+        dpop_jkt,
     })
 }
 

@@ -13,7 +13,12 @@ use portcullis_store::{Client, Store};
 /// text, so the response does not reveal whether the client exists or was revoked.
 pub async fn authenticate<S: Store>(cx: &Cx<S>, auth: &ClientAuth) -> Result<Client, OAuthError> {
     let fail = || OAuthError::invalid_client("client authentication failed");
-    let client = cx.store.client_by_id(&ClientId::from_string(auth.client_id())).await.map_err(internal)?;
+    let client = if super::client_metadata::is_document_url(auth.client_id()) {
+        // A metadata document client (public): its document may need a fetch first.
+        super::client_metadata::load(cx, auth.client_id()).await?
+    } else {
+        cx.store.client_by_id(&ClientId::from_string(auth.client_id())).await.map_err(internal)?
+    };
     let Some(client) = client.filter(|c| !c.is_revoked()) else { return Err(fail()) };
     match (auth, &client.secret_hash) {
         (ClientAuth::Basic { secret, .. } | ClientAuth::Post { secret, .. }, Some(stored)) => {

@@ -303,6 +303,7 @@ async fn issue_code<S: Store>(
         created_at: now,
         expires_at: now + CODE_TTL,
         redeemed_at: None,
+        dpop_jkt: req.dpop_jkt.clone(),
     };
     cx.store.insert_code(&code, &family).await.map_err(internal)?;
     let mut p: Vec<(&str, &str)> = vec![("code", secret.expose_secret())];

@@ -62,5 +62,7 @@ pub fn metadata(settings: &Settings, catalogue: &Catalogue, e: Endpoints) -> Ser
         ],
         request_parameter_supported: false,
         request_uri_parameter_supported: false,
+        dpop_signing_alg_values_supported: crate::oauth::dpop::ALGS.to_vec(),
+        client_id_metadata_document_supported: settings.client_metadata.enabled,
     }
 }

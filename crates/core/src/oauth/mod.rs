@@ -7,7 +7,9 @@
 //! - [`device`]: the device authorization grant's endpoint and user-code entry (RFC 8628).
 //! - [`revocation`], [`introspection`]: RFC 7009 and RFC 7662.
 //! - [`client_auth`]: client authentication at the token endpoint (RFC 6749 §2.3).
+//! - [`client_metadata`]: https `client_id`s resolved from Client ID Metadata Documents.
 //! - [`pkce`]: RFC 7636 with S256 only.
+//! - [`dpop`]: RFC 9449 proofs, nonces and key thumbprints for sender-constrained tokens.
 //! - [`registration`]: dynamic client registration and management (RFC 7591, RFC 7592).
 //! - [`resource`]: RFC 8707 resource indicators (which resource a token's `aud` names).
 //! - [`tokens`]: minting access tokens (RFC 9068 JWTs), refresh tokens and ID tokens, and
@@ -17,9 +19,11 @@
 
 pub mod authorize;
 pub mod client_auth;
+pub mod client_metadata;
 pub mod consent;
 pub mod device;
 pub mod discovery;
+pub mod dpop;
 pub mod grants;
 pub mod introspection;
 pub mod pkce;

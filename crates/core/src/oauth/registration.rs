@@ -99,6 +99,7 @@ struct Incoming {
     software_version: Option<String>,
     application_type: Option<String>,
     require_pushed_authorization_requests: Option<bool>,
+    dpop_bound_access_tokens: Option<bool>,
     // RFC 7592 §2.2 update requests.
     client_id: Option<String>,
     client_secret: Option<String>,
@@ -136,6 +137,9 @@ pub struct Metadata {
     /// RFC 9126 §6.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub require_pushed_authorization_requests: bool,
+    /// RFC 9449 §5.2.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dpop_bound_access_tokens: bool,
 }
 
 impl Metadata {
@@ -187,6 +191,28 @@ pub fn allowed_scopes<S: Store>(cx: &Cx<S>) -> ScopeSet {
         .allowed_scopes
         .clone()
         .unwrap_or_else(|| ScopeSet::parse(&cx.catalogue.oauth_scopes().join(" ")).unwrap_or_default())
+}
+
+/// Checks the metadata of a Client ID Metadata Document: RFC 7591 metadata whose `client_id` is
+/// the document's own URL (checked by the caller), for a client without a secret.
+pub fn check_document<S: Store>(cx: &Cx<S>, body: &Value) -> Result<Metadata, OAuthError> {
+    let mut m: Incoming = serde_json::from_value(body.clone())
+        .map_err(|e| bad_metadata(format!("malformed client metadata: {e}")))?;
+    if m.client_secret.is_some() {
+        return Err(bad_metadata("a client metadata document must not contain a client_secret"));
+    }
+    match m.token_endpoint_auth_method.as_deref() {
+        None | Some("none") => m.token_endpoint_auth_method = Some("none".into()),
+        Some(other) => {
+            return Err(bad_metadata(format!(
+                "token_endpoint_auth_method {other:?} is not supported for metadata documents (use none)"
+            )));
+        }
+    }
+    if m.grant_types.is_none() {
+        m.grant_types = Some(vec![GRANT_AUTHORIZATION_CODE.into(), GRANT_REFRESH_TOKEN.into()]);
+    }
+    check_incoming(cx, m)
 }
 
 /// Checks RFC 7591 §2 metadata and normalises it (defaults filled in).
@@ -319,6 +345,7 @@ fn check_incoming<S: Store>(cx: &Cx<S>, m: Incoming) -> Result<Metadata, OAuthEr
         software_id: short_text("software_id", m.software_id, 200)?,
         software_version: short_text("software_version", m.software_version, 100)?,
         require_pushed_authorization_requests: m.require_pushed_authorization_requests.unwrap_or(false),
+        dpop_bound_access_tokens: m.dpop_bound_access_tokens.unwrap_or(false),
     })
 }
 
@@ -410,6 +437,7 @@ pub async fn create<S: Store>(cx: &Cx<S>, meta: Metadata, source: &str) -> Resul
         revoked_at: None,
         origin: ClientOrigin::Dynamic,
         require_pushed_requests: meta.require_pushed_authorization_requests,
+        dpop_bound: meta.dpop_bound_access_tokens,
         registration: Some(Registration {
             metadata: serde_json::to_string(&meta).expect("serialises"),
             token_hash: Some(TokenHash::of(token.expose_secret())),
@@ -520,6 +548,7 @@ pub async fn update<S: Store>(
     updated.scopes = ScopeSet::parse(&meta.scope).map_err(|e| bad_metadata(e.0))?;
     updated.grant_types = meta.grant_types.clone();
     updated.require_pushed_requests = meta.require_pushed_authorization_requests;
+    updated.dpop_bound = meta.dpop_bound_access_tokens;
     if let Some(r) = updated.registration.as_mut() {
         r.metadata = serde_json::to_string(&meta).expect("serialises");
     }

@@ -2,21 +2,30 @@
 //! dispatch with an exhaustive `match` to the grant's module.
 
 use super::client_auth;
+use super::dpop;
 use super::grants;
 use super::resource;
 use crate::context::Cx;
 use portcullis_proto::token::GRANT_TOKEN_EXCHANGE;
-use portcullis_proto::{ClientAuth, OAuthError, TokenRequest, TokenResponse};
+use portcullis_proto::{ClientAuth, ErrorCode, OAuthError, TokenRequest, TokenResponse};
 use portcullis_store::{ClientOrigin, Store};
 use std::net::IpAddr;
 
+/// A DPoP proof sent to the token endpoint (the single `DPoP` header), and the endpoint's URL.
+pub struct DpopProof<'a> {
+    pub proof: &'a str,
+    pub url: &'a str,
+}
+
 /// `auth` is `None` when the request carried no client credentials at all: allowed only for
-/// token exchange (workload federation), where the subject token is the credential.
+/// token exchange (workload federation), where the subject token is the credential. Tokens of
+/// token exchange are never DPoP-bound (their `token_type` says `Bearer`, as RFC 9449 §5 allows).
 pub async fn exchange<S: Store>(
     cx: &Cx<S>,
     auth: Option<ClientAuth>,
     req: TokenRequest,
     ip: Option<IpAddr>,
+    dpop: Option<DpopProof<'_>>,
 ) -> Result<TokenResponse, OAuthError> {
     if let TokenRequest::TokenExchange {
         subject_token,
@@ -51,6 +60,19 @@ pub async fn exchange<S: Store>(
     }
     let auth = auth.ok_or_else(|| OAuthError::invalid_client("client authentication is required"))?;
     let client = client_auth::authenticate(cx, &auth).await?;
+    let dpop_jkt = match dpop {
+        Some(d) => {
+            let target = dpop::Target { method: "POST", url: d.url, access_token: None };
+            Some(dpop::verify(cx, d.proof, &target).await.map_err(|e| e.oauth())?.jkt)
+        }
+        None if client.dpop_bound => {
+            return Err(OAuthError::new(
+                ErrorCode::InvalidDpopProof,
+                "this client's tokens must be DPoP-bound: send a DPoP proof",
+            ));
+        }
+        None => None,
+    };
     // A refresh token issued because `offline_access` was granted may be used even by a client
     // not registered for the refresh grant (the grant module still checks the token's binding).
     let refresh_via_offline = matches!(req, TokenRequest::RefreshToken { .. });
@@ -66,7 +88,7 @@ pub async fn exchange<S: Store>(
             grants::authorization_code::exchange(
                 cx,
                 &client,
-                grants::authorization_code::Params { code, redirect_uri, code_verifier, resources },
+                grants::authorization_code::Params { code, redirect_uri, code_verifier, resources, dpop_jkt },
             )
             .await
         }
@@ -75,7 +97,7 @@ pub async fn exchange<S: Store>(
             grants::refresh_token::exchange(
                 cx,
                 &client,
-                grants::refresh_token::Params { refresh_token, scope, resources },
+                grants::refresh_token::Params { refresh_token, scope, resources, dpop_jkt },
             )
             .await
         }
@@ -84,14 +106,14 @@ pub async fn exchange<S: Store>(
             grants::client_credentials::exchange(
                 cx,
                 &client,
-                grants::client_credentials::Params { scope, resources },
+                grants::client_credentials::Params { scope, resources, dpop_jkt },
             )
             .await
         }
         TokenRequest::DeviceCode { device_code, resources } => {
             let resources = resource::requested(&cx.settings, &as_strs(&resources))?;
-            grants::device_code::exchange(cx, &client, grants::device_code::Params { device_code, resources })
-                .await
+            let p = grants::device_code::Params { device_code, resources, dpop_jkt };
+            grants::device_code::exchange(cx, &client, p).await
         }
         TokenRequest::TokenExchange { .. } => unreachable!("handled above: it needs no client"),
     }?;

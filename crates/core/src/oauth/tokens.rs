@@ -55,6 +55,32 @@ pub struct AccessClaims {
     /// For service tokens: `cli`, the API key id or the trust policy id that minted it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub minted_by: Option<String>,
+    /// RFC 9449 §6.1: the DPoP key the token is bound to; it is accepted only with proofs of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cnf: Option<Confirmation>,
+}
+
+/// The `cnf` claim (RFC 7800) of DPoP-bound tokens.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Confirmation {
+    /// RFC 7638 SHA-256 thumbprint of the key.
+    pub jkt: String,
+}
+
+impl AccessClaims {
+    /// The DPoP key thumbprint the token is bound to, if any.
+    pub fn jkt(&self) -> Option<&str> {
+        self.cnf.as_ref().map(|c| c.jkt.as_str())
+    }
+}
+
+/// `token_type` of a response (RFC 9449 §5: `DPoP` for bound tokens).
+pub fn token_type(jkt: Option<&str>) -> &'static str {
+    if jkt.is_some() { "DPoP" } else { "Bearer" }
+}
+
+fn cnf(jkt: Option<&str>) -> Option<Confirmation> {
+    jkt.map(|j| Confirmation { jkt: j.to_owned() })
 }
 
 /// Claims of ID tokens (OpenID Connect Core §2, §5.1).
@@ -95,6 +121,10 @@ pub struct UserTokens<'a> {
     pub with_refresh_token: bool,
     /// ID tokens come from the authorization and device grants, not from refreshes.
     pub with_id_token: bool,
+    /// The DPoP key of this request's proof: the access token is bound to it.
+    pub dpop_jkt: Option<&'a str>,
+    /// The DPoP key the refresh token is bound to (public clients' tokens, RFC 9449 §5).
+    pub refresh_jkt: Option<&'a str>,
 }
 
 /// A minted response and the refresh-token row the caller must store for it.
@@ -122,6 +152,7 @@ pub fn mint_user_tokens<S: Store>(cx: &Cx<S>, t: UserTokens<'_>) -> Result<Minte
         auth_time: Some(t.auth_time.unix_timestamp()),
         token_use: None,
         minted_by: None,
+        cnf: cnf(t.dpop_jkt),
     };
     let access_token = cx.keys.sign(ACCESS_TOKEN_TYP, &claims, now).map_err(internal)?;
 
@@ -137,6 +168,7 @@ pub fn mint_user_tokens<S: Store>(cx: &Cx<S>, t: UserTokens<'_>) -> Result<Minte
             consumed_at: None,
             successor_hash: None,
             successor_sealed: None,
+            dpop_jkt: t.refresh_jkt.map(str::to_owned),
         };
         (Some(secret.expose_secret().to_owned()), Some(row))
     } else {
@@ -165,7 +197,7 @@ pub fn mint_user_tokens<S: Store>(cx: &Cx<S>, t: UserTokens<'_>) -> Result<Minte
     Ok(Minted {
         response: TokenResponse {
             access_token,
-            token_type: "Bearer",
+            token_type: token_type(t.dpop_jkt),
             expires_in: ttl.whole_seconds().max(0) as u64,
             scope: Some(claims.scope),
             refresh_token,
@@ -192,6 +224,7 @@ pub fn mint_client_token<S: Store>(
     workspace: &WorkspaceId,
     scopes: &ScopeSet,
     audience: &str,
+    dpop_jkt: Option<&str>,
 ) -> Result<TokenResponse, OAuthError> {
     let now = cx.now();
     let ttl = cx.settings.access_token_ttl;
@@ -210,10 +243,11 @@ pub fn mint_client_token<S: Store>(
         auth_time: None,
         token_use: None,
         minted_by: None,
+        cnf: cnf(dpop_jkt),
     };
     Ok(TokenResponse {
         access_token: cx.keys.sign(ACCESS_TOKEN_TYP, &claims, now).map_err(internal)?,
-        token_type: "Bearer",
+        token_type: token_type(dpop_jkt),
         expires_in: ttl.whole_seconds().max(0) as u64,
         scope: Some(claims.scope),
         refresh_token: None,

@@ -41,6 +41,10 @@ fn problem(r: Rejection) -> Problem {
         Rejection::IpNotAllowed(ip) => Problem::ip_not_allowed(ip),
         Rejection::InsufficientScope(s) => Problem::insufficient_scope(&s.join(" ")),
         Rejection::RateLimited(d) => Problem::rate_limited(d.retry_after_secs.unwrap_or(1)),
+        Rejection::InvalidDpopProof(why) => Problem::unauthorized(why, Some("invalid_dpop_proof")),
+        Rejection::UseDpopNonce => {
+            Problem::unauthorized("the DPoP proof must carry the server nonce", Some("use_dpop_nonce"))
+        }
         Rejection::Internal => Problem::internal(),
     }
 }
@@ -65,7 +69,8 @@ impl<S: Store> FromRequestParts<Cx<S>> for Principal {
             }
             problem(r)
         };
-        let who = guard.authenticate(&parts.headers, peer).await.map_err(refused)?;
+        let call = portcullis_guard::Call::of(&parts.method, &parts.uri, &parts.extensions, &parts.headers);
+        let who = guard.authenticate(&call, peer).await.map_err(refused)?;
         if let Some(n) = &note {
             n.set_principal(&who);
         }

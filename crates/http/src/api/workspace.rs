@@ -47,6 +47,9 @@ pub struct CreateClient {
     /// Accept only pushed authorization requests from this client (RFC 9126).
     #[serde(default)]
     pub require_pushed_authorization_requests: bool,
+    /// Issue this client only DPoP-bound tokens (RFC 9449 §5.2).
+    #[serde(default)]
+    pub dpop_bound_access_tokens: bool,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -112,6 +115,7 @@ pub async fn create_client<S: Store>(
             refresh_overlap,
             bundle: b.bundle,
             require_pushed_requests: b.require_pushed_authorization_requests,
+            dpop_bound: b.dpop_bound_access_tokens,
         })
         .await?;
     use secrecy::ExposeSecret;

@@ -8,7 +8,7 @@ use crate::paths;
 use crate::responses::{bearer_error, no_store_json, oauth_error};
 use axum::Extension;
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{ConnectInfo, OriginalUri, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use portcullis_core::Cx;
@@ -44,13 +44,15 @@ pub async fn register<S: Store>(
     State(cx): State<Cx<S>>,
     Extension(guard): Extension<Guard<S>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
     let policy = &cx.settings.registration;
     if policy.mode == RegistrationMode::InitialAccessToken {
         // RFC 7591 §3: the initial access token is an API key or service token with apps:manage.
-        match guard.authenticate(&headers, peer.ip()).await {
+        let call = portcullis_guard::Call { method: "POST", path: uri.path(), headers: &headers };
+        match guard.authenticate(&call, peer.ip()).await {
             Ok(p) if p.has(INITIAL_ACCESS_SCOPE) => {}
             Ok(_) => {
                 return bearer_error(Some(&OAuthError::new(

@@ -14,7 +14,7 @@ use base64::engine::general_purpose::STANDARD;
 use portcullis_core::Cx;
 use portcullis_core::oauth::{device, introspection, revocation, token};
 use portcullis_guard::client_ip::client_ip;
-use portcullis_proto::{ClientAuth, OAuthError, Params, TokenRequest};
+use portcullis_proto::{ClientAuth, ErrorCode, OAuthError, Params, TokenRequest};
 use portcullis_store::Store;
 use std::net::SocketAddr;
 
@@ -74,12 +74,38 @@ pub async fn token<S: Store>(
         let (params, auth) = form_and_credentials(&headers, body).await?;
         let req = TokenRequest::from_params(&params)?;
         let ip = client_ip(&cx.settings.trusted_proxies, peer.ip(), &headers);
-        token::exchange(&cx, auth, req, Some(ip)).await
+        let url = paths::url(&cx.settings.issuer, paths::TOKEN);
+        let dpop = dpop_header(&headers)?.map(|proof| token::DpopProof { proof, url: &url });
+        token::exchange(&cx, auth, req, Some(ip), dpop).await
     }
     .await;
-    match r {
+    let mut resp = match r {
         Ok(t) => json_ok(&t),
         Err(e) => refused("token", e),
+    };
+    with_dpop_nonce(&cx, &mut resp);
+    resp
+}
+
+/// The `DPoP` request header (RFC 9449 §4.1): at most one.
+pub fn dpop_header(headers: &HeaderMap) -> Result<Option<&str>, OAuthError> {
+    let mut all = headers.get_all("dpop").iter();
+    let Some(first) = all.next() else { return Ok(None) };
+    if all.next().is_some() {
+        return Err(OAuthError::new(ErrorCode::InvalidDpopProof, "send exactly one DPoP header"));
+    }
+    first
+        .to_str()
+        .map(|v| Some(v.trim()))
+        .map_err(|_| OAuthError::new(ErrorCode::InvalidDpopProof, "the DPoP header is not a JWT"))
+}
+
+/// When nonces are required, every response hands out a fresh one (RFC 9449 §8.2).
+pub fn with_dpop_nonce<S: Store>(cx: &Cx<S>, resp: &mut Response) {
+    if cx.settings.dpop.require_nonce
+        && let Ok(v) = axum::http::HeaderValue::from_str(&portcullis_core::oauth::dpop::nonce(cx))
+    {
+        resp.headers_mut().insert("dpop-nonce", v);
     }
 }
 
@@ -112,21 +138,33 @@ pub async fn introspect<S: Store>(State(cx): State<Cx<S>>, headers: HeaderMap, b
 }
 
 /// `POST /oauth2/par` (RFC 9126 §2): the authorization request, pushed by the authenticated
-/// client; answered with a single-use `request_uri` for the authorization endpoint.
+/// client; answered with a single-use `request_uri` for the authorization endpoint. A DPoP proof
+/// sent along binds the code to its key (RFC 9449 §10.1).
 pub async fn par<S: Store>(State(cx): State<Cx<S>>, headers: HeaderMap, body: Body) -> Response {
+    use portcullis_core::oauth::dpop;
     let r = async {
         let (params, auth) = client_form(&headers, body).await?;
         let client = portcullis_core::oauth::client_auth::authenticate(&cx, &auth).await?;
-        portcullis_core::oauth::authorize::push(&cx, &client, &params).await
+        let proof_jkt = match dpop_header(&headers)? {
+            Some(proof) => {
+                let url = paths::url(&cx.settings.issuer, paths::PAR);
+                let target = dpop::Target { method: "POST", url: &url, access_token: None };
+                Some(dpop::verify(&cx, proof, &target).await.map_err(|e| e.oauth())?.jkt)
+            }
+            None => None,
+        };
+        portcullis_core::oauth::authorize::push(&cx, &client, &params, proof_jkt).await
     }
     .await;
-    match r {
+    let mut resp = match r {
         Ok((request_uri, expires_in)) => no_store_json(
             StatusCode::CREATED,
             serde_json::json!({ "request_uri": request_uri, "expires_in": expires_in }).to_string(),
         ),
         Err(e) => refused("par", e),
-    }
+    };
+    with_dpop_nonce(&cx, &mut resp);
+    resp
 }
 
 /// `POST /oauth2/device_authorization`

@@ -3,8 +3,10 @@
 mod api_keys;
 mod audit;
 mod cli;
+mod client_metadata;
 mod device_keys;
 mod discovery;
+mod dpop;
 mod federation;
 mod flow;
 mod flow_errors;

@@ -14,6 +14,8 @@ pub struct Params {
     pub code_verifier: Option<String>,
     /// RFC 8707 resources named on this token request (already checked to be ours).
     pub resources: Vec<String>,
+    /// The key of this request's verified DPoP proof (RFC 9449): the access token is bound to it.
+    pub dpop_jkt: Option<String>,
 }
 
 /// One message for every unusable code, so a client learns nothing about other clients' codes.
@@ -80,6 +82,9 @@ pub async fn exchange<S: Store>(cx: &Cx<S>, client: &Client, p: Params) -> Resul
             nonce: code.nonce.as_deref(),
             with_refresh_token: client.allows_grant(GRANT_REFRESH_TOKEN) || scopes.contains("offline_access"),
             with_id_token: true,
+            dpop_jkt: p.dpop_jkt.as_deref(),
+            // RFC 9449 §5: a public client's refresh token is bound to the proof's key.
+            refresh_jkt: p.dpop_jkt.as_deref().filter(|_| client.is_public()),
         },
     )
     .await
@@ -122,6 +127,16 @@ fn check_bindings<S: Store>(
     };
     if !pkce::verify(verifier, &code.code_challenge) {
         return Err(OAuthError::invalid_grant("the code_verifier does not match the code_challenge"));
+    }
+    // RFC 9449 §10: a code requested with `dpop_jkt` (or pushed with a proof) is redeemed only
+    // with a proof of that key.
+    if let Some(bound) = &code.dpop_jkt
+        && p.dpop_jkt.as_ref() != Some(bound)
+    {
+        return Err(OAuthError::new(
+            portcullis_proto::ErrorCode::InvalidDpopProof,
+            "the authorization code is bound to another DPoP key",
+        ));
     }
     Ok(())
 }

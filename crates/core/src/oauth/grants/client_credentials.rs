@@ -10,6 +10,8 @@ pub struct Params {
     pub scope: Option<String>,
     /// RFC 8707 resources (already checked to be ours); the token is for one of them.
     pub resources: Vec<String>,
+    /// The key of this request's verified DPoP proof (RFC 9449): the access token is bound to it.
+    pub dpop_jkt: Option<String>,
 }
 
 pub async fn exchange<S: Store>(cx: &Cx<S>, client: &Client, p: Params) -> Result<TokenResponse, OAuthError> {
@@ -43,5 +45,5 @@ pub async fn exchange<S: Store>(cx: &Cx<S>, client: &Client, p: Params) -> Resul
     // A client acting for itself may ask for any of our resources.
     let audience = crate::oauth::resource::audience(&cx.settings, &cx.settings.resources, &p.resources)
         .or_else(|e| if p.resources.is_empty() { Ok(cx.settings.audience.clone()) } else { Err(e) })?;
-    mint_client_token(cx, client, workspace, &scopes, &audience)
+    mint_client_token(cx, client, workspace, &scopes, &audience, p.dpop_jkt.as_deref())
 }

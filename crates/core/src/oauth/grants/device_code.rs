@@ -12,6 +12,8 @@ pub struct Params {
     pub device_code: String,
     /// RFC 8707 resources named on this token request (already checked to be ours).
     pub resources: Vec<String>,
+    /// The key of this request's verified DPoP proof (RFC 9449): the access token is bound to it.
+    pub dpop_jkt: Option<String>,
 }
 
 pub async fn exchange<S: Store>(cx: &Cx<S>, client: &Client, p: Params) -> Result<TokenResponse, OAuthError> {
@@ -89,6 +91,8 @@ pub async fn exchange<S: Store>(cx: &Cx<S>, client: &Client, p: Params) -> Resul
                     with_refresh_token: client.allows_grant(GRANT_REFRESH_TOKEN)
                         || scopes.contains("offline_access"),
                     with_id_token: true,
+                    dpop_jkt: p.dpop_jkt.as_deref(),
+                    refresh_jkt: p.dpop_jkt.as_deref().filter(|_| client.is_public()),
                 },
             )
             .await

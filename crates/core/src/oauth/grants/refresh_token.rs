@@ -27,6 +27,8 @@ pub struct Params {
     /// RFC 8707 resources named on this request (already checked to be ours): one of those the
     /// authorization was for.
     pub resources: Vec<String>,
+    /// The key of this request's verified DPoP proof (RFC 9449): the access token is bound to it.
+    pub dpop_jkt: Option<String>,
 }
 
 fn bad_token() -> OAuthError {
@@ -40,6 +42,9 @@ struct Kept {
     expires_in: u64,
     scope: Option<String>,
     refresh_token: Option<String>,
+    /// The DPoP key the kept access token is bound to.
+    #[serde(default)]
+    jkt: Option<String>,
 }
 
 pub async fn exchange<S: Store>(cx: &Cx<S>, client: &Client, p: Params) -> Result<TokenResponse, OAuthError> {
@@ -51,12 +56,22 @@ pub async fn exchange<S: Store>(cx: &Cx<S>, client: &Client, p: Params) -> Resul
     if token.client_id != client.id {
         return Err(bad_token());
     }
+    // RFC 9449 §5: a bound refresh token needs a proof of its key; without one nothing changes
+    // (a thief without the key cannot even trigger replay detection).
+    if let Some(bound) = &token.dpop_jkt
+        && p.dpop_jkt.as_ref() != Some(bound)
+    {
+        return Err(OAuthError::new(
+            portcullis_proto::ErrorCode::InvalidDpopProof,
+            "the refresh token is bound to another DPoP key",
+        ));
+    }
     let family = cx.store.family(&token.family_id).await.map_err(internal)?.ok_or_else(bad_token)?;
     if family.revoked_at.is_some() || family.expires_at <= now {
         return Err(bad_token());
     }
     if token.consumed_at.is_some() {
-        return reuse(cx, client, &p.refresh_token, &token).await;
+        return reuse(cx, client, &p, &token).await;
     }
     if token.expires_at <= now {
         return Err(bad_token());
@@ -112,6 +127,8 @@ pub async fn exchange<S: Store>(cx: &Cx<S>, client: &Client, p: Params) -> Resul
             nonce: None,
             with_refresh_token: true,
             with_id_token: false,
+            dpop_jkt: p.dpop_jkt.as_deref(),
+            refresh_jkt: token.dpop_jkt.as_deref(),
         },
     )?;
     let next = minted.refresh.expect("a refresh always mints a successor");
@@ -121,6 +138,7 @@ pub async fn exchange<S: Store>(cx: &Cx<S>, client: &Client, p: Params) -> Resul
             expires_in: minted.response.expires_in,
             scope: minted.response.scope.clone(),
             refresh_token: minted.response.refresh_token.clone(),
+            jkt: p.dpop_jkt.clone(),
         };
         seal_under_secret(&p.refresh_token, &serde_json::to_vec(&kept).expect("serialises"))
     });
@@ -128,7 +146,7 @@ pub async fn exchange<S: Store>(cx: &Cx<S>, client: &Client, p: Params) -> Resul
     match cx.store.rotate_refresh(&hash, now, &next, sealed.as_deref()).await.map_err(internal)? {
         RefreshRotation::Rotated => Ok(minted.response),
         // A concurrent request consumed it between our read and our update.
-        RefreshRotation::AlreadyConsumed(current) => reuse(cx, client, &p.refresh_token, &current).await,
+        RefreshRotation::AlreadyConsumed(current) => reuse(cx, client, &p, &current).await,
         RefreshRotation::NotFound => Err(bad_token()),
     }
 }
@@ -137,7 +155,7 @@ pub async fn exchange<S: Store>(cx: &Cx<S>, client: &Client, p: Params) -> Resul
 async fn reuse<S: Store>(
     cx: &Cx<S>,
     client: &Client,
-    secret: &str,
+    p: &Params,
     token: &RefreshToken,
 ) -> Result<TokenResponse, OAuthError> {
     let now = cx.now();
@@ -154,13 +172,15 @@ async fn reuse<S: Store>(
         let kept = token
             .successor_sealed
             .as_deref()
-            .and_then(|sealed| open_under_secret(secret, sealed))
-            .and_then(|plain| serde_json::from_slice::<Kept>(&plain).ok());
+            .and_then(|sealed| open_under_secret(&p.refresh_token, sealed))
+            .and_then(|plain| serde_json::from_slice::<Kept>(&plain).ok())
+            // The kept access token is bound to a key: only a proof of the same key gets it.
+            .filter(|k| k.jkt == p.dpop_jkt);
         if let Some(k) = kept {
             tracing::info!(event = "refresh_overlap", family_id = %token.family_id, "previous refresh token reused within the overlap window");
             return Ok(TokenResponse {
+                token_type: crate::oauth::tokens::token_type(k.jkt.as_deref()),
                 access_token: k.access_token,
-                token_type: "Bearer",
                 expires_in: k.expires_in,
                 scope: k.scope,
                 refresh_token: k.refresh_token,
