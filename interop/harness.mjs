@@ -21,11 +21,11 @@ export class Portcullis {
     return JSON.parse(r.stdout);
   }
 
-  /** Starts `serve` on a free port; resolves with the issuer once it listens. */
-  async start() {
-    this.proc = spawn(BIN, ['--database-url', this.databaseUrl, 'serve', '--bind', '127.0.0.1:0'], {
+  /** Starts `serve` on a free port (with extra flags and environment); resolves with the issuer once it listens. */
+  async start(args = [], env = {}) {
+    this.proc = spawn(BIN, ['--database-url', this.databaseUrl, 'serve', '--bind', '127.0.0.1:0', ...args], {
       stdio: ['ignore', 'ignore', 'pipe'],
-      env: { ...process.env, PORTCULLIS_LOG: 'info' },
+      env: { ...process.env, PORTCULLIS_LOG: 'info', ...env },
     });
     const lines = createInterface({ input: this.proc.stderr });
     this.issuer = await new Promise((resolve, reject) => {
@@ -126,4 +126,42 @@ export class Browser {
     });
     return res.headers.get('location');
   }
+}
+
+/**
+ * A local https server (a test CA and a certificate for 127.0.0.1, made with the openssl CLI)
+ * serving `routes` (path → JSON document). Resolves with { origin, caFile, close }.
+ */
+export async function httpsDocuments(routes) {
+  const { execFileSync } = await import('node:child_process');
+  const { readFileSync, writeFileSync } = await import('node:fs');
+  const https = await import('node:https');
+  const dir = mkdtempSync(join(tmpdir(), 'portcullis-tls-'));
+  const ssl = (...args) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
+  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes'];
+  ssl('req', '-x509', ...ec, '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '2', '-subj', '/CN=interop-ca');
+  ssl('req', ...ec, '-keyout', 'leaf.key', '-out', 'leaf.csr', '-subj', '/CN=127.0.0.1');
+  writeFileSync(join(dir, 'ext.cnf'), 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n');
+  ssl('x509', '-req', '-in', 'leaf.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'leaf.pem', '-days', '2', '-extfile', 'ext.cnf');
+  const fetched = [];
+  const server = https.createServer({ key: readFileSync(join(dir, 'leaf.key')), cert: readFileSync(join(dir, 'leaf.pem')) }, (req, res) => {
+    const make = routes[req.url];
+    fetched.push(req.url);
+    if (!make) {
+      res.writeHead(404).end();
+      return;
+    }
+    res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'max-age=300' }).end(JSON.stringify(make(origin)));
+  });
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  const origin = `https://127.0.0.1:${server.address().port}`;
+  return {
+    origin,
+    caFile: join(dir, 'ca.pem'),
+    fetched,
+    close: async () => {
+      await new Promise((r) => server.close(r));
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
 }

@@ -9,7 +9,7 @@ import { after, before, test } from 'node:test';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { UnauthorizedError, auth } from '@modelcontextprotocol/sdk/client/auth.js';
-import { Browser, Portcullis } from './harness.mjs';
+import { Browser, Portcullis, httpsDocuments } from './harness.mjs';
 
 const REDIRECT = 'http://127.0.0.1:8977/mcp-callback';
 const EMAIL = 'ada@example.com';
@@ -19,6 +19,8 @@ const ALL = 'contacts:read contacts:write contacts:delete messages:read messages
 let server;
 let issuer;
 let clientId;
+let documents;
+const DOC_PATH = '/oauth/mcp-client.json';
 
 before(async () => {
   server = new Portcullis();
@@ -27,11 +29,27 @@ before(async () => {
   // Ada may read and write contacts and read messages: that is all an app can get from her.
   server.cli(['member', 'add', '--workspace', 'acme', '--email', EMAIL, '--permissions', 'contacts:read contacts:write messages:read']);
   clientId = server.cli(['client', 'create', '--name', 'MCP client', '--public', '--redirect-uri', REDIRECT, '--scope', ALL]).client_id;
-  issuer = await server.start();
+  // The client's own site, serving its Client ID Metadata Document over https (a test CA that
+  // the server is told to trust, on a loopback address it is allowed to fetch from).
+  documents = await httpsDocuments({
+    [DOC_PATH]: (origin) => ({
+      client_id: `${origin}${DOC_PATH}`,
+      client_name: 'MCP SDK (metadata document)',
+      redirect_uris: [REDIRECT],
+      grant_types: ['authorization_code', 'refresh_token'],
+      response_types: ['code'],
+      token_endpoint_auth_method: 'none',
+    }),
+  });
+  issuer = await server.start([], {
+    PORTCULLIS_CLIENT_METADATA_ALLOW_PRIVATE: 'true',
+    PORTCULLIS_CLIENT_METADATA_CA_FILE: documents.caFile,
+  });
 });
 
 after(async () => {
   await server?.stop();
+  await documents?.close();
 });
 
 /** The SDK's OAuthClientProvider for a pre-registered public client; "redirecting" records the URL. */
@@ -169,4 +187,50 @@ test('the MCP SDK registers itself (RFC 7591), authorizes with resource, calls t
   const still = await again.callTool({ name: 'list_contacts', arguments: {} });
   assert.notEqual(still.isError, true);
   await again.close();
+});
+
+/** A provider whose client_id is the URL of its metadata document (no registration at all). */
+class MetadataDocumentProvider extends RegisteringProvider {
+  get clientMetadataUrl() {
+    return `${documents.origin}${DOC_PATH}`;
+  }
+}
+
+test('the MCP SDK uses a Client ID Metadata Document, authorizes, calls tools and refreshes', async () => {
+  const provider = new MetadataDocumentProvider();
+  const mcpUrl = new URL(`${issuer}/mcp`);
+  const metadata = await (await fetch(`${issuer}/.well-known/oauth-authorization-server`)).json();
+  assert.equal(metadata.client_id_metadata_document_supported, true);
+
+  const first = new StreamableHTTPClientTransport(mcpUrl, { authProvider: provider });
+  await assert.rejects(new Client({ name: 'interop', version: '1.0.0' }).connect(first), UnauthorizedError);
+  const authUrl = provider.authorizationUrls[0];
+  assert.equal(authUrl.searchParams.get('client_id'), provider.clientMetadataUrl, 'the URL is the client_id');
+  assert.equal(authUrl.searchParams.get('resource'), `${issuer}/mcp`);
+
+  // Our server fetches the document when the authorization request arrives.
+  const browser = new Browser(issuer);
+  const callback = new URL(await browser.authorize(authUrl.href, { email: EMAIL, password: PASSWORD }));
+  assert.ok(documents.fetched.includes(DOC_PATH), 'the document was fetched');
+  await first.finishAuth(callback.searchParams.get('code'));
+  const tokens = provider.tokens();
+  const claims = JSON.parse(Buffer.from(tokens.access_token.split('.')[1], 'base64url'));
+  assert.equal(claims.client_id, provider.clientMetadataUrl);
+  assert.equal(claims.aud, `${issuer}/mcp`);
+
+  const client = new Client({ name: 'interop', version: '1.0.0' });
+  await client.connect(new StreamableHTTPClientTransport(mcpUrl, { authProvider: provider }));
+  const listed = await client.callTool({ name: 'list_contacts', arguments: {} });
+  assert.notEqual(listed.isError, true, JSON.stringify(listed));
+  await client.close();
+
+  assert.equal(await auth(provider, { serverUrl: mcpUrl }), 'AUTHORIZED');
+  assert.notEqual(provider.tokens().refresh_token, tokens.refresh_token, 'refresh tokens rotate');
+
+  // A document URL that does not exist is refused at the authorization endpoint (never redirected).
+  const bogus = new URL(authUrl);
+  bogus.searchParams.set('client_id', `${documents.origin}/nothing-here.json`);
+  const res = await new Browser(issuer).fetch(bogus.href);
+  assert.equal(res.status, 401);
+  assert.match(await res.text(), /client metadata document/);
 });

@@ -1304,7 +1304,7 @@ macro_rules! impl_sql_store {
                         "INSERT INTO api_keys (id, workspace_id, name, description, metadata, scopes, allowed_cidrs, \
                          rate_limit, environment, prefix, secret_hash, previous_secret_hash, previous_secret_expires_at, \
                          bundle, created_at, expires_at, rotated_at, revoked_at, last_used_at, last_used_ip) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)"
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)"
                     )
                     .bind(k.id.as_str())
                     .bind(k.workspace_id.as_str())
