@@ -215,6 +215,9 @@ impl<S: Store> Guard<S> {
             "scopes_supported": self.resource.scopes,
             "bearer_methods_supported": ["header"],
             "resource_name": self.resource.name,
+            // RFC 9728 §2: DPoP proofs are verified for DPoP-bound tokens; Bearer tokens still work.
+            "dpop_signing_alg_values_supported": dpop::ALGS,
+            "dpop_bound_access_tokens_required": false,
         })
     }
 

@@ -16,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, MethodRouter, any, on};
 use portcullis_core::Cx;
 use portcullis_core::scopes::Catalogue;
-use portcullis_guard::{Guard, Principal};
+use portcullis_guard::{Guard, Principal, Resource};
 use portcullis_store::Store;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -37,6 +37,25 @@ pub struct RouteConfig {
     /// The route returns personal data: its audit entries carry `pii_access`.
     #[serde(default)]
     pub pii: bool,
+    /// Its own protected resource (RFC 8707/9728), as a path under the issuer: `/orders` makes
+    /// the route accept only tokens for `<issuer>/orders`, with its metadata at
+    /// `/.well-known/oauth-protected-resource/orders`. Unset: the built-in API's (`<issuer>/api`).
+    #[serde(default)]
+    pub resource: Option<String>,
+}
+
+/// The identifier of a route's own resource.
+pub fn resource_identifier(issuer: &str, path: &str) -> String {
+    format!("{issuer}{path}")
+}
+
+/// The resources the routes declare, as identifiers (for the settings' RFC 8707 list).
+pub fn resources(issuer: &str, routes: &[RouteConfig]) -> Vec<String> {
+    let mut v: Vec<String> =
+        routes.iter().filter_map(|r| r.resource.as_deref()).map(|p| resource_identifier(issuer, p)).collect();
+    v.sort();
+    v.dedup();
+    v
 }
 
 /// A validated route.
@@ -48,6 +67,8 @@ pub struct GatewayRoute {
     pub scopes: Vec<String>,
     pub upstream: url::Url,
     pub pii: bool,
+    /// The path of its own resource under the issuer.
+    pub resource: Option<String>,
 }
 
 /// Paths of our own that a gateway route may not shadow.
@@ -95,7 +116,27 @@ impl GatewayRoute {
         {
             return Err(format!("{at}: the upstream must be an http(s) base URL without query or fragment"));
         }
-        Ok(Self { method, path: c.path.clone(), scopes: c.scopes.clone(), upstream, pii: c.pii })
+        if let Some(r) = &c.resource {
+            let plain = r.starts_with('/')
+                && r.len() > 1
+                && !r.ends_with('/')
+                && !r.contains("//")
+                && r.chars().all(|ch| ch.is_ascii_alphanumeric() || "/-._~".contains(ch));
+            if !plain || r.split('/').any(|seg| seg == "." || seg == "..") {
+                return Err(format!("{at}: resource must be a plain path under the issuer, like /orders"));
+            }
+            if r == "/api" || r == "/mcp" {
+                return Err(format!("{at}: resource {r} is one of Portcullis's own resources"));
+            }
+        }
+        Ok(Self {
+            method,
+            path: c.path.clone(),
+            scopes: c.scopes.clone(),
+            upstream,
+            pii: c.pii,
+            resource: c.resource.clone(),
+        })
     }
 }
 
@@ -125,11 +166,44 @@ pub fn upstream_client() -> reqwest::Client {
         .expect("the upstream HTTP client builds")
 }
 
-/// The routes of the table, each behind the guard with its scopes.
-pub fn router<S: Store>(guard: &Guard<S>, routes: &[GatewayRoute], client: reqwest::Client) -> Router<Cx<S>> {
+/// The guard of each route's own resource (`resource` path → guard), sharing `guard`'s budgets.
+pub fn resource_guards<S: Store>(guard: &Guard<S>, routes: &[GatewayRoute]) -> BTreeMap<String, Guard<S>> {
+    let issuer = &guard.cx().settings.issuer;
+    let mut scopes: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for r in routes {
+        if let Some(p) = &r.resource {
+            scopes.entry(p).or_default().extend(r.scopes.iter().cloned());
+        }
+    }
+    scopes
+        .into_iter()
+        .map(|(p, mut scopes)| {
+            scopes.sort();
+            scopes.dedup();
+            let identifier = resource_identifier(issuer, p);
+            let resource = Resource {
+                metadata_url: crate::paths::url(issuer, &format!("{}{p}", crate::paths::PROTECTED_RESOURCE)),
+                audiences: vec![identifier.clone()],
+                identifier,
+                scopes,
+                name: format!("Gateway resource {p}"),
+            };
+            (p.to_owned(), guard.for_resource(resource))
+        })
+        .collect()
+}
+
+/// The routes of the table, each behind the guard of its resource with its scopes.
+pub fn router<S: Store>(
+    guard: &Guard<S>,
+    own: &BTreeMap<String, Guard<S>>,
+    routes: &[GatewayRoute],
+    client: reqwest::Client,
+) -> Router<Cx<S>> {
     let mut by_path: BTreeMap<String, MethodRouter<Cx<S>>> = BTreeMap::new();
     let proto = if guard.cx().settings.issuer.starts_with("https://") { "https" } else { "http" };
     for r in routes {
+        let guard = r.resource.as_ref().and_then(|p| own.get(p)).unwrap_or(guard);
         let (client, upstream) = (client.clone(), r.upstream.clone());
         let handler = move |req: Request| proxy(client, upstream, proto, req);
         let scopes: Vec<&str> = r.scopes.iter().map(String::as_str).collect();

@@ -149,16 +149,22 @@ pub fn router_with<S: Store>(cx: Cx<S>, protection: Protection) -> Router {
     let mcp_guard = mcp::guard(&guard);
     let prm = guard.metadata();
     let mcp_prm = mcp_guard.metadata();
+    let gateway_guard = guard.audited_as("gateway.request");
+    let gateway_resources = gateway::resource_guards(&gateway_guard, &gateway_routes);
     let app: Router = Router::new()
         .route(paths::PROTECTED_RESOURCE, document(prm.clone()))
         .route(paths::API_PROTECTED_RESOURCE, document(prm.clone()))
         .merge(mcp::router(mcp_guard))
         .merge(reference::router(&guard))
         .merge(gateway::router(
-            &guard.audited_as("gateway.request"),
+            &gateway_guard,
+            &gateway_resources,
             &gateway_routes,
             gateway::upstream_client(),
         ))
+        .merge(gateway_resources.iter().fold(Router::new(), |r, (p, g)| {
+            r.route(&format!("{}{p}", paths::PROTECTED_RESOURCE), document(g.metadata()))
+        }))
         .route(paths::HEALTHZ, get(meta::healthz::<S>))
         .route(paths::AS_METADATA, get(meta::metadata::<S>).layer(public_cors()))
         .route(paths::OIDC_METADATA, get(meta::metadata::<S>).layer(public_cors()))
@@ -199,6 +205,9 @@ pub fn router_with<S: Store>(cx: Cx<S>, protection: Protection) -> Router {
             .route(&format!("{}{base}", paths::OIDC_METADATA), get(meta::metadata::<S>).layer(public_cors()))
             .route(&format!("{}{base}{}", paths::PROTECTED_RESOURCE, paths::reference::BASE), document(prm))
             .route(&format!("{}{base}{}", paths::PROTECTED_RESOURCE, paths::MCP), document(mcp_prm))
+            .merge(gateway_resources.iter().fold(Router::new(), |r, (p, g)| {
+                r.route(&format!("{}{base}{p}", paths::PROTECTED_RESOURCE), document(g.metadata()))
+            }))
             .with_state(cx)
             .nest(&base, app)
     };

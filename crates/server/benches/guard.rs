@@ -70,6 +70,7 @@ async fn bench(a: Args) {
             scopes: vec!["contacts:read".into()],
             upstream: open_base.clone(),
             pii: true,
+            resource: None,
         }],
         &cx.catalogue,
     )

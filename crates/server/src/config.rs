@@ -474,6 +474,8 @@ impl Config {
         s.require_pushed_requests = self.require_par;
         s.dpop = self.dpop.clone();
         s.client_metadata = self.client_metadata.clone();
+        // Gateway routes with their own resource: tokens may be requested for them (RFC 8707).
+        s.resources.extend(portcullis_http::gateway::resources(&self.issuer, &self.gateway_routes));
         s
     }
 

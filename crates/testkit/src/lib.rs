@@ -117,6 +117,7 @@ impl TestApp {
         let base = format!("{origin}{}", opts.issuer_path.as_deref().unwrap_or(""));
         let clock = MockClock::new();
         let mut settings = Settings::new(base.clone());
+        settings.resources.extend(portcullis_http::gateway::resources(&base, &opts.gateway));
         if let Some(f) = opts.settings {
             f(&mut settings);
         }

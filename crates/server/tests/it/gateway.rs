@@ -53,6 +53,7 @@ fn route(method: &str, path: &str, scopes: &[&str], upstream: &str) -> RouteConf
         scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
         upstream: upstream.into(),
         pii: false,
+        resource: None,
     }
 }
 
@@ -203,10 +204,72 @@ fn gateway_routes_are_checked() {
         (route("GET", "/v2/x", &[], "http://u/?q=1"), "http(s)"),
         (route("G T", "/v2/x", &[], "http://u"), "method"),
         (route("GET", "v2/x", &[], "http://u"), "absolute path"),
+        (RouteConfig { resource: Some("/api".into()), ..ok.clone() }, "own resources"),
+        (RouteConfig { resource: Some("orders".into()), ..ok.clone() }, "plain path"),
+        (RouteConfig { resource: Some("/a/../b".into()), ..ok.clone() }, "plain path"),
+        (RouteConfig { resource: Some("/o?x".into()), ..ok.clone() }, "plain path"),
     ] {
         let e = parse_routes(&[bad], &c).unwrap_err();
         assert!(e.contains(why), "{e}");
     }
     let e = parse_routes(&[ok.clone(), route("*", "/v2/x", &[], "http://u")], &c).unwrap_err();
     assert!(e.contains("overlap"), "{e}");
+}
+
+/// A route with its own resource (RFC 8707/9728): only tokens for `<issuer>/orders` pass it, and
+/// those tokens are refused by the built-in API; its metadata is at the path-suffixed location.
+async fn route_resources(backend: Backend) {
+    let (up, calls) = upstream().await;
+    let own = RouteConfig {
+        resource: Some("/orders".into()),
+        ..route("GET", "/v2/orders", &["contacts:read"], &up)
+    };
+    let opts = Options {
+        gateway: vec![own, route("GET", "/v2/shared", &["contacts:read"], &up)],
+        ..Default::default()
+    };
+    let Some(app) = TestApp::spawn_with(backend, opts).await else { return };
+    let w = world(&app).await;
+    let orders = app.url("/orders");
+    let prm =
+        json(reqwest::get(app.url("/.well-known/oauth-protected-resource/orders")).await.unwrap()).await;
+    assert_eq!(prm["resource"], orders);
+    assert_eq!(prm["scopes_supported"], json!(["contacts:read"]));
+
+    let b = crate::support::browser();
+    let for_orders = crate::support::tokens_for_resource(&app, &w, &b, "contacts:read", &orders).await;
+    let at = s(&for_orders, "access_token");
+    assert_eq!(crate::support::claims(&at)["aud"], orders);
+    let get = |path: &str, token: &str| {
+        reqwest::Client::new().get(app.url(path)).bearer_auth(token.to_owned()).send()
+    };
+    assert_eq!(get("/v2/orders", &at).await.unwrap().status(), StatusCode::OK);
+    let r = get("/api/v1/contacts", &at).await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "an /orders token is not for the API");
+    let r = get("/v2/shared", &at).await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "nor for routes of the default resource");
+
+    let default = crate::support::tokens_for(&app, &w, &b, "contacts:read").await;
+    let api = s(&default, "access_token");
+    let r = get("/v2/orders", &api).await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let challenge = r.headers()["www-authenticate"].to_str().unwrap().to_owned();
+    assert!(challenge.contains(&app.url("/.well-known/oauth-protected-resource/orders")), "{challenge}");
+    assert_eq!(get("/v2/shared", &api).await.unwrap().status(), StatusCode::OK);
+    assert_eq!(calls.load(Ordering::SeqCst), 2, "refused calls never reach the upstream");
+
+    // An unknown resource is still invalid_target.
+    let a = crate::support::Authz::new(&w.client_id, "contacts:read").with("resource", &app.url("/nope"));
+    let r = b.get(a.url(&app)).send().await.unwrap();
+    assert!(crate::support::location(r.headers()).contains("error=invalid_target"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn route_resources_sqlite() {
+    route_resources(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn route_resources_postgres() {
+    route_resources(Backend::Postgres).await;
 }

@@ -99,6 +99,7 @@ async fn spawn(backend: Backend, budgets: Budgets) -> Option<TestApp> {
         scopes: vec![scope.into()],
         upstream: up.clone(),
         pii: true,
+        resource: None,
     };
     let opts = Options {
         gateway: vec![route("GET", "contacts:read"), route("POST", "contacts:write")],
