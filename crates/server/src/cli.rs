@@ -486,6 +486,10 @@ fn client_json(c: &Client, workspace: Option<&Workspace>) -> Value {
         "workspace": workspace.map(|w| w.slug.to_string()),
         "workspace_id": c.workspace_id,
         "created_at": ts(c.created_at),
+        "origin": c.origin.as_str(),
+        "require_pushed_authorization_requests": c.require_pushed_requests,
+        "dpop_bound_access_tokens": c.dpop_bound,
+        "last_used_at": c.last_used_at.map(ts),
     })
 }
 
