@@ -187,6 +187,19 @@ fn parse_reply(budgets: &[Budget], v: &[redis::Value], now: f64) -> Option<Decis
     (tats.len() == budgets.len()).then(|| allowed(budgets, &tats, now))
 }
 
+/// A Redis connection with short timeouts (the guard never waits long on it), made now so a wrong
+/// URL fails at startup.
+pub(crate) async fn connect(url: &str) -> Result<redis::aio::ConnectionManager, String> {
+    let client = redis::Client::open(url).map_err(|e| format!("invalid Redis URL: {e}"))?;
+    let config = redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(std::time::Duration::from_secs(2)))
+        .set_response_timeout(Some(std::time::Duration::from_millis(500)))
+        .set_number_of_retries(2);
+    redis::aio::ConnectionManager::new_with_config(client, config)
+        .await
+        .map_err(|e| format!("cannot connect to Redis: {e}"))
+}
+
 /// Where budgets are kept.
 pub enum Limiter {
     Local(LocalLimiter),
@@ -203,14 +216,7 @@ impl Limiter {
     /// Shared budgets in the Redis at `url` (`redis://127.0.0.1:6379`), with keys under
     /// `prefix`. Connects now, so a wrong URL fails at startup rather than on the first request.
     pub async fn redis(url: &str, prefix: &str) -> Result<Self, String> {
-        let client = redis::Client::open(url).map_err(|e| format!("invalid Redis URL: {e}"))?;
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(std::time::Duration::from_secs(2)))
-            .set_response_timeout(Some(std::time::Duration::from_millis(500)))
-            .set_number_of_retries(2);
-        let conn = redis::aio::ConnectionManager::new_with_config(client, config)
-            .await
-            .map_err(|e| format!("cannot connect to Redis: {e}"))?;
+        let conn = connect(url).await?;
         Ok(Self::Redis(Box::new(RedisLimiter {
             conn,
             script: redis::Script::new(SCRIPT),

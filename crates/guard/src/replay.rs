@@ -13,14 +13,7 @@ pub struct RedisReplay {
 impl RedisReplay {
     /// Connects now, so a wrong URL fails at startup. Keys live under `prefix`.
     pub async fn connect(url: &str, prefix: &str) -> Result<Self, String> {
-        let client = redis::Client::open(url).map_err(|e| format!("invalid Redis URL: {e}"))?;
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(std::time::Duration::from_secs(2)))
-            .set_response_timeout(Some(std::time::Duration::from_millis(500)))
-            .set_number_of_retries(2);
-        let conn = redis::aio::ConnectionManager::new_with_config(client, config)
-            .await
-            .map_err(|e| format!("cannot connect to Redis: {e}"))?;
+        let conn = crate::ratelimit::connect(url).await?;
         Ok(Self { conn, prefix: prefix.to_owned(), fallback: MemoryReplay::default() })
     }
 }
