@@ -526,3 +526,34 @@ async fn nonces_are_required_when_configured() {
         assert!(challenge(&r).contains("use_dpop_nonce"), "{}", challenge(&r));
     }
 }
+
+/// Replicas sharing Redis share the proof memory: a proof used at one is a replay at the other
+/// (two caches with one prefix stand for two processes), and the guard uses it end to end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_sharing_redis_refuse_replayed_proofs() {
+    use portcullis_core::replay::{ReplayCache, Use};
+    use portcullis_guard::replay::RedisReplay;
+    let Ok(url) = std::env::var("PORTCULLIS_TEST_REDIS_URL") else {
+        portcullis_testkit::skip("shared DPoP replay test", "PORTCULLIS_TEST_REDIS_URL is not set");
+        return;
+    };
+    let prefix = format!("portcullis-test:{}:replay:", portcullis_domain::secret::random_id(8));
+    let one = RedisReplay::connect(&url, &prefix).await.unwrap();
+    let two = RedisReplay::connect(&url, &prefix).await.unwrap();
+    assert_eq!(one.first_use("dpop:k:j1", 0, 60_000).await, Use::First);
+    assert_eq!(two.first_use("dpop:k:j1", 0, 60_000).await, Use::Replayed);
+    assert_eq!(two.first_use("dpop:k:j2", 0, 60_000).await, Use::First);
+
+    let opts = Options { redis_url: Some(url), ..Default::default() };
+    let app = TestApp::spawn_with(Backend::Sqlite, opts).await.unwrap();
+    let w = world(&app).await;
+    let key = DpopKey::new();
+    let a = Authz::new(&w.client_id, "contacts:read");
+    let r = code_with_proof(&app, &w, &a, Some(&proof(&app, &key, "POST", "/oauth2/token", None))).await;
+    let at = s(&json(r).await, "access_token");
+    let p = proof(&app, &key, "GET", "/api/v1/contacts", Some(&at));
+    assert_eq!(api(&app, &format!("DPoP {at}"), Some(&p)).await.status(), StatusCode::OK);
+    let r = api(&app, &format!("DPoP {at}"), Some(&p)).await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert!(challenge(&r).contains("already used"));
+}
