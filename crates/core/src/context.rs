@@ -35,6 +35,8 @@ pub struct Cx<S> {
     pub audit: Arc<AuditLog>,
     /// Single-use values seen recently (DPoP `jti`s): in-process, or Redis when configured.
     pub replay: Arc<dyn ReplayCache>,
+    /// This process's identity among replicas (holder of [`crate::maintenance`]'s lease).
+    pub instance: Arc<str>,
 }
 
 impl<S: Clone> Clone for Cx<S> {
@@ -52,6 +54,7 @@ impl<S: Clone> Clone for Cx<S> {
             cache: self.cache.clone(),
             audit: self.audit.clone(),
             replay: self.replay.clone(),
+            instance: self.instance.clone(),
         }
     }
 }
@@ -89,6 +92,7 @@ impl<S: Store> Cx<S> {
             cache: Arc::default(),
             audit,
             replay: Arc::new(MemoryReplay::default()),
+            instance: Arc::from(format!("replica_{}", portcullis_domain::secret::random_id(8))),
         })
     }
 
@@ -127,42 +131,23 @@ impl<S: Store> Cx<S> {
         crate::events::Writer { store: &self.store, audit: Some(&self.audit) }
     }
 
-    /// Checkpoints every log that grew every `checkpoint_interval`, and prunes past retention
-    /// once an hour.
-    pub fn spawn_audit_maintenance(&self) -> tokio::task::JoinHandle<()> {
+    /// The deployment-wide upkeep ([`crate::maintenance`]): whichever replica holds the lease
+    /// checkpoints and prunes the audit log, reclaims unused clients and sweeps expired rows.
+    pub fn spawn_maintenance(&self) -> tokio::task::JoinHandle<()> {
         let cx = self.clone();
         tokio::spawn(async move {
-            let period =
-                cx.settings.audit.checkpoint_interval.unsigned_abs().max(std::time::Duration::from_secs(1));
+            let period = cx
+                .settings
+                .audit
+                .checkpoint_interval
+                .unsigned_abs()
+                .clamp(std::time::Duration::from_secs(1), crate::maintenance::TICK);
             let mut every = tokio::time::interval(period);
             every.tick().await;
-            let mut last_prune: Option<OffsetDateTime> = None;
+            let mut schedule = crate::maintenance::Schedule::default();
             loop {
                 every.tick().await;
-                cx.audit_checkpoint().await;
-                let now = cx.now();
-                if last_prune.is_none_or(|t| now - t >= time::Duration::hours(1)) {
-                    last_prune = Some(now);
-                    if let Err(e) =
-                        crate::audit::retention::prune(&cx.store, now, cx.settings.audit.retention).await
-                    {
-                        tracing::error!(error = %e, "pruning the audit log failed");
-                    }
-                }
-            }
-        })
-    }
-
-    /// Once an hour, deletes self-registered clients never used within the reclaim period.
-    pub fn spawn_client_reclaimer(&self) -> tokio::task::JoinHandle<()> {
-        let cx = self.clone();
-        tokio::spawn(async move {
-            let mut every = tokio::time::interval(std::time::Duration::from_secs(3600));
-            loop {
-                every.tick().await;
-                if let Err(e) = crate::oauth::registration::reclaim(&cx).await {
-                    tracing::error!(error = %e, "reclaiming unused clients failed");
-                }
+                crate::maintenance::tick(&cx, &mut schedule).await;
             }
         })
     }

@@ -24,6 +24,7 @@
 //! - [`views`]: JSON views of records for the CLI and the admin API.
 //! - [`audit`]: the tamper-evident audit log (group-commit appender, signed checkpoints,
 //!   redaction, verification, search, retention, export, webhook sinks).
+//! - [`maintenance`]: deployment-wide upkeep under a lease (sweeps, audit checkpoints, reclamation).
 //! - [`events`]: who did what ([`events::Actor`]), recorded as audit entries.
 //! - [`replay`]: remembers single-use values (DPoP proof `jti`s) for their window.
 //!
@@ -46,6 +47,7 @@ pub mod csrf;
 pub mod events;
 pub mod federation;
 pub mod keys;
+pub mod maintenance;
 pub mod oauth;
 pub mod passwords;
 pub mod reference;

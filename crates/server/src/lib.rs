@@ -45,9 +45,8 @@ impl Application {
         let background = vec![
             cx.spawn_key_reloader(),
             cx.spawn_usage_flusher(),
-            cx.spawn_audit_maintenance(),
+            cx.spawn_maintenance(),
             cx.spawn_audit_sinks(),
-            cx.spawn_client_reclaimer(),
         ];
         let flush = cx.clone();
         let on_stop = Box::pin(async move {
@@ -55,6 +54,7 @@ impl Application {
             // Every call answered before shutdown is in the log, and the log ends signed.
             flush.audit.flush().await;
             flush.audit_checkpoint().await;
+            portcullis_core::maintenance::release(&flush).await;
         });
         Self { listener, router: portcullis_http::router_with(cx, protection), background, on_stop }
     }

@@ -3,6 +3,7 @@
 //! # Layout
 //! - [`decode`]: conversions from column values to validated domain types; a value that fails
 //!   validation is reported as [`StoreError::Corrupt`], never silently accepted.
+//! - [`round_trips`]: a count of statements sent, for measuring what each operation costs.
 //! - [`audit`]: the audit log's appends (head-row locking), searches and webhook sinks.
 //! - [`impl_sql_store!`]: the storage traits implemented once, in SQL both databases run
 //!   (`$N` placeholders, `RETURNING`, `ON CONFLICT`, partial unique indexes), expanded by each
@@ -26,6 +27,31 @@ use portcullis_store::StoreError;
 
 pub mod audit;
 pub mod decode;
+
+/// Statements sent to the database by this process (each `BEGIN`/`COMMIT` counts as one), for
+/// `bench/roundtrips`: a cheap relaxed counter, always on.
+pub mod round_trips {
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    static STATEMENTS: AtomicU64 = AtomicU64::new(0);
+
+    pub fn count(n: u64) {
+        STATEMENTS.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Statements so far; the difference across an operation is what it cost.
+    pub fn statements() -> u64 {
+        STATEMENTS.load(Ordering::Relaxed)
+    }
+
+    /// `pool.begin()`, counted as its `BEGIN` and the `COMMIT` (or `ROLLBACK`) that ends it.
+    pub async fn begin<DB: sqlx::Database>(
+        pool: &sqlx::Pool<DB>,
+    ) -> Result<sqlx::Transaction<'static, DB>, sqlx::Error> {
+        count(2);
+        pool.begin().await
+    }
+}
 
 /// Maps a sqlx error to a [`StoreError`]; `field` names what a uniqueness violation means.
 pub fn map_err(e: sqlx::Error, field: &'static str) -> StoreError {
@@ -309,9 +335,10 @@ macro_rules! impl_sql_store {
             }
 
             macro_rules! sql {
-                ($s:literal) => {
+                ($s:literal) => {{
+                    $crate::round_trips::count(1);
                     $crate::sqlx::query($s)
-                };
+                }};
             }
 
             impl WorkspaceStore for $store {
@@ -707,7 +734,7 @@ macro_rules! impl_sql_store {
                 }
 
                 async fn revoke_grant(&self, id: &GrantId, now: OffsetDateTime) -> StoreResult<bool> {
-                    let mut tx = self.pool.begin().await.map_err(db)?;
+                    let mut tx = $crate::round_trips::begin(&self.pool).await.map_err(db)?;
                     let n = sql!("UPDATE grants SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL")
                         .bind(id.as_str())
                         .bind(now.unix_timestamp())
@@ -765,7 +792,7 @@ macro_rules! impl_sql_store {
                 }
 
                 async fn insert_code(&self, c: &AuthCode, f: &TokenFamily) -> StoreResult<()> {
-                    let mut tx = self.pool.begin().await.map_err(db)?;
+                    let mut tx = $crate::round_trips::begin(&self.pool).await.map_err(db)?;
                     sql!(
                         "INSERT INTO token_families (id, client_id, user_id, workspace_id, grant_id, created_at, expires_at, resources) \
                          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
@@ -913,7 +940,7 @@ macro_rules! impl_sql_store {
                     next: &RefreshToken,
                     sealed: Option<&str>,
                 ) -> StoreResult<RefreshRotation> {
-                    let mut tx = self.pool.begin().await.map_err(db)?;
+                    let mut tx = $crate::round_trips::begin(&self.pool).await.map_err(db)?;
                     let won = sql!(
                         "UPDATE refresh_tokens SET consumed_at = $2, successor_hash = $3, successor_sealed = $4 \
                          WHERE token_hash = $1 AND consumed_at IS NULL"
@@ -1049,7 +1076,7 @@ macro_rules! impl_sql_store {
                     f: &TokenFamily,
                     now: OffsetDateTime,
                 ) -> StoreResult<bool> {
-                    let mut tx = self.pool.begin().await.map_err(db)?;
+                    let mut tx = $crate::round_trips::begin(&self.pool).await.map_err(db)?;
                     sql!(
                         "INSERT INTO token_families (id, client_id, user_id, workspace_id, grant_id, created_at, expires_at, resources) \
                          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
@@ -1169,7 +1196,7 @@ macro_rules! impl_sql_store {
                 }
 
                 async fn rotate_signing_key(&self, next: &SigningKey, retire_at: OffsetDateTime) -> StoreResult<()> {
-                    let mut tx = self.pool.begin().await.map_err(db)?;
+                    let mut tx = $crate::round_trips::begin(&self.pool).await.map_err(db)?;
                     sql!("UPDATE signing_keys SET retired_at = $1 WHERE retired_at IS NULL")
                         .bind(retire_at.unix_timestamp())
                         .execute(&mut *tx)
@@ -1417,7 +1444,7 @@ macro_rules! impl_sql_store {
                     if uses.is_empty() {
                         return Ok(());
                     }
-                    let mut tx = self.pool.begin().await.map_err(db)?;
+                    let mut tx = $crate::round_trips::begin(&self.pool).await.map_err(db)?;
                     for u in uses {
                         sql!(
                             "UPDATE api_keys SET last_used_at = $2, last_used_ip = $3 \
@@ -1673,6 +1700,72 @@ macro_rules! impl_sql_store {
                         .await
                         .map_err(db)?;
                     col::<i64>(&row, "n")
+                }
+            }
+
+            impl MaintenanceStore for $store {
+                async fn acquire_lease(
+                    &self,
+                    name: &str,
+                    holder: &str,
+                    now: OffsetDateTime,
+                    until: OffsetDateTime,
+                ) -> StoreResult<bool> {
+                    // Insert, or take over an expired lease, or renew our own: one statement, so
+                    // two replicas can never both hold it.
+                    let row = sql!(
+                        "INSERT INTO leases (name, holder, expires_at) VALUES ($1, $2, $3) \
+                         ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at \
+                         WHERE leases.expires_at <= $4 OR leases.holder = excluded.holder \
+                         RETURNING holder"
+                    )
+                    .bind(name)
+                    .bind(holder)
+                    .bind(until.unix_timestamp())
+                    .bind(now.unix_timestamp())
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(db)?;
+                    Ok(row.is_some())
+                }
+
+                async fn release_lease(&self, name: &str, holder: &str) -> StoreResult<()> {
+                    sql!("DELETE FROM leases WHERE name = $1 AND holder = $2")
+                        .bind(name)
+                        .bind(holder)
+                        .execute(&self.pool)
+                        .await
+                        .map_err(db)?;
+                    Ok(())
+                }
+
+                async fn sweep_expired(&self, now: OffsetDateTime, before: OffsetDateTime) -> StoreResult<SweepReport> {
+                    let (now, before) = (now.unix_timestamp(), before.unix_timestamp());
+                    let mut r = SweepReport::default();
+                    let mut tx = $crate::round_trips::begin(&self.pool).await.map_err(db)?;
+                    // Families past their life or revoked long enough ago: their tokens can never
+                    // be used again. Children first (no cascading deletes in the schema).
+                    r.refresh_tokens = sql!("DELETE FROM refresh_tokens WHERE family_id IN \
+                         (SELECT id FROM token_families WHERE expires_at < $1 OR revoked_at < $1)")
+                        .bind(before).execute(&mut *tx).await.map_err(db)?.rows_affected();
+                    r.authorization_codes = sql!("DELETE FROM authorization_codes WHERE expires_at < $1 OR family_id IN \
+                         (SELECT id FROM token_families WHERE expires_at < $1 OR revoked_at < $1)")
+                        .bind(before).execute(&mut *tx).await.map_err(db)?.rows_affected();
+                    r.device_codes = sql!("DELETE FROM device_codes WHERE expires_at < $1 OR family_id IN \
+                         (SELECT id FROM token_families WHERE expires_at < $1 OR revoked_at < $1)")
+                        .bind(before).execute(&mut *tx).await.map_err(db)?.rows_affected();
+                    r.token_families = sql!("DELETE FROM token_families WHERE expires_at < $1 OR revoked_at < $1")
+                        .bind(before).execute(&mut *tx).await.map_err(db)?.rows_affected();
+                    r.pending_authorizations = sql!("DELETE FROM pending_authorizations WHERE expires_at < $1")
+                        .bind(before).execute(&mut *tx).await.map_err(db)?.rows_affected();
+                    r.sessions = sql!("DELETE FROM sessions WHERE expires_at < $1")
+                        .bind(before).execute(&mut *tx).await.map_err(db)?.rows_affected();
+                    r.revoked_access_tokens = sql!("DELETE FROM revoked_access_tokens WHERE expires_at < $1")
+                        .bind(now).execute(&mut *tx).await.map_err(db)?.rows_affected();
+                    r.user_code_failures = sql!("DELETE FROM user_code_failures WHERE at < $1")
+                        .bind(before).execute(&mut *tx).await.map_err(db)?.rows_affected();
+                    tx.commit().await.map_err(db)?;
+                    Ok(r)
                 }
             }
 

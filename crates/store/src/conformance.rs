@@ -38,6 +38,9 @@ pub async fn run_all<S: Store>(store: S) {
     audit_log(&store).await;
     audit_sinks(&store).await;
     documents(&store).await;
+    // Last: a sweep deletes every other check's expired rows too.
+    leases(&store).await;
+    sweeps(&store).await;
     store.ping().await.expect("ping");
 }
 
@@ -1058,4 +1061,81 @@ async fn documents<S: Store>(s: &S) {
     let mut foreign = doc(&other, "ctc_2");
     foreign.body = serde_json::json!({});
     assert!(!s.update_document(&foreign).await.unwrap(), "ids are per workspace");
+}
+
+async fn leases<S: Store>(s: &S) {
+    let (now, ttl) = (t0(), Duration::seconds(90));
+    assert!(s.acquire_lease("work", "a", now, now + ttl).await.unwrap(), "a free lease is taken");
+    assert!(!s.acquire_lease("work", "b", now, now + ttl).await.unwrap(), "a held lease is not");
+    assert!(
+        s.acquire_lease("work", "a", now + Duration::seconds(30), now + ttl * 2).await.unwrap(),
+        "renewed"
+    );
+    let later = now + ttl * 2;
+    assert!(
+        !s.acquire_lease("work", "b", later - Duration::seconds(1), later).await.unwrap(),
+        "renewal counted"
+    );
+    assert!(s.acquire_lease("work", "b", later, later + ttl).await.unwrap(), "a lapsed lease is taken over");
+    assert!(!s.acquire_lease("work", "a", later, later + ttl).await.unwrap(), "the old holder lost it");
+    s.release_lease("work", "a").await.unwrap();
+    assert!(!s.acquire_lease("work", "a", later, later + ttl).await.unwrap(), "only the holder releases");
+    s.release_lease("work", "b").await.unwrap();
+    assert!(s.acquire_lease("work", "a", later, later + ttl).await.unwrap(), "a released lease is free");
+    assert!(s.acquire_lease("other", "b", later, later + ttl).await.unwrap(), "leases are independent");
+}
+
+async fn sweeps<S: Store>(s: &S) {
+    let (w, u, c) = fixture(s, "sweeps").await;
+    let (_, dead) = grant_and_family(s, &w, &u, &c).await;
+    let (_, live) = grant_and_family(s, &w, &u, &c).await;
+    let live = TokenFamily { expires_at: t0() + Duration::days(1000), ..live };
+    let code = |family: &TokenFamily, tag: &str, expires_at| AuthCode {
+        hash: TokenHash::of(tag),
+        client_id: c.id.clone(),
+        user_id: u.id.clone(),
+        workspace_id: w.id.clone(),
+        grant_id: family.grant_id.clone().unwrap(),
+        family_id: family.id.clone(),
+        redirect_uri: "https://app.example/cb".into(),
+        redirect_uri_explicit: false,
+        code_challenge: "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM".into(),
+        scopes: ScopeSet::parse("contacts:read").unwrap(),
+        nonce: None,
+        auth_time: t0(),
+        created_at: t0(),
+        expires_at,
+        redeemed_at: None,
+        dpop_jkt: None,
+    };
+    let now = t0() + Duration::days(200);
+    s.insert_code(&code(&dead, "pcl_ac_sweep_dead", t0() + Duration::seconds(60)), &dead).await.unwrap();
+    s.insert_code(&code(&live, "pcl_ac_sweep_live", now + Duration::seconds(60)), &live).await.unwrap();
+    s.insert_refresh_token(&refresh_row(&dead, "pcl_rt_sweep_dead")).await.unwrap();
+    s.insert_refresh_token(&refresh_row(&live, "pcl_rt_sweep_live")).await.unwrap();
+    let session = |tag: &str, expires_at| Session {
+        hash: TokenHash::of(tag),
+        user_id: u.id.clone(),
+        auth_time: t0(),
+        created_at: t0(),
+        expires_at,
+    };
+    s.insert_session(&session("pcl_ss_sweep_dead", t0() + Duration::hours(8))).await.unwrap();
+    s.insert_session(&session("pcl_ss_sweep_live", now + Duration::hours(8))).await.unwrap();
+
+    let r = s.sweep_expired(now, now - Duration::days(1)).await.unwrap();
+    assert!(
+        r.token_families >= 1 && r.refresh_tokens >= 1 && r.authorization_codes >= 1 && r.sessions >= 1,
+        "{r:?}"
+    );
+    assert_eq!(s.family(&dead.id).await.unwrap(), None, "a family past its life is gone");
+    assert_eq!(s.refresh_token(&TokenHash::of("pcl_rt_sweep_dead")).await.unwrap(), None);
+    assert_eq!(s.code_by_hash(&TokenHash::of("pcl_ac_sweep_dead")).await.unwrap(), None);
+    assert!(s.family(&live.id).await.unwrap().is_some(), "a living family stays");
+    assert!(s.refresh_token(&TokenHash::of("pcl_rt_sweep_live")).await.unwrap().is_some());
+    assert!(s.code_by_hash(&TokenHash::of("pcl_ac_sweep_live")).await.unwrap().is_some());
+    assert!(s.session(&TokenHash::of("pcl_ss_sweep_live"), now).await.unwrap().is_some());
+    assert_eq!(s.session(&TokenHash::of("pcl_ss_sweep_dead"), t0()).await.unwrap(), None);
+    let again = s.sweep_expired(now, now - Duration::days(1)).await.unwrap();
+    assert_eq!(again.total(), 0, "nothing left to sweep: {again:?}");
 }

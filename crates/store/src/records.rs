@@ -449,3 +449,29 @@ pub struct Document {
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
 }
+
+/// What a sweep deleted, by table.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SweepReport {
+    pub authorization_codes: u64,
+    pub pending_authorizations: u64,
+    pub sessions: u64,
+    pub device_codes: u64,
+    pub token_families: u64,
+    pub refresh_tokens: u64,
+    pub revoked_access_tokens: u64,
+    pub user_code_failures: u64,
+}
+
+impl SweepReport {
+    pub fn total(&self) -> u64 {
+        self.authorization_codes
+            + self.pending_authorizations
+            + self.sessions
+            + self.device_codes
+            + self.token_families
+            + self.refresh_tokens
+            + self.revoked_access_tokens
+            + self.user_code_failures
+    }
+}

@@ -427,6 +427,30 @@ pub trait HealthCheck {
 }
 
 /// Everything the core needs from storage.
+/// Keeping the database small and background work single: leases and sweeps.
+pub trait MaintenanceStore {
+    /// Takes (or renews) the lease `name` for `holder` until `until`, if it is free, expired, or
+    /// already `holder`'s — one atomic statement, so of several replicas exactly one holds it.
+    fn acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now: OffsetDateTime,
+        until: OffsetDateTime,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
+    /// Gives the lease up (on shutdown), if `holder` has it.
+    fn release_lease(&self, name: &str, holder: &str) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Deletes what can never be used again: authorization codes, pending requests, sessions and
+    /// device codes expired before `before`; token families (with their refresh tokens and codes)
+    /// whose absolute life ended, or that were revoked, before `before`; revoked-token records past
+    /// the token's expiry (`now`); user-code failures older than `before`.
+    fn sweep_expired(
+        &self,
+        now: OffsetDateTime,
+        before: OffsetDateTime,
+    ) -> impl Future<Output = StoreResult<SweepReport>> + Send;
+}
+
 pub trait Store:
     WorkspaceStore
     + UserStore
@@ -443,6 +467,7 @@ pub trait Store:
     + AuditStore
     + AuditSinkStore
     + DocumentStore
+    + MaintenanceStore
     + HealthCheck
     + Clone
     + Send
@@ -467,6 +492,7 @@ impl<T> Store for T where
         + AuditStore
         + AuditSinkStore
         + DocumentStore
+        + MaintenanceStore
         + HealthCheck
         + Clone
         + Send
