@@ -418,6 +418,7 @@ impl<S: Store> Admin<S> {
         {
             return Err(AdminError::Conflict(format!("client {id:?} changed meanwhile; try again")));
         }
+        self.cache.invalidate();
         tracing::info!(event = "client_secret_rotated", client_id = %client.id, grace_seconds = grace.whole_seconds(), "client secret rotated");
         self.client_event(
             "client.secret_rotated",

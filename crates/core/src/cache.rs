@@ -69,6 +69,9 @@ pub struct CredentialCache {
     /// Claims of access tokens whose signature verified, by SHA-256 of the token: the same bytes
     /// verify the same way, so the ECDSA check runs once per token per TTL.
     verified: Map<[u8; 32], crate::oauth::tokens::AccessClaims>,
+    /// Client rows by id, for client authentication at the token, introspection and revocation
+    /// endpoints (a rotated secret or revoked client on another replica is seen within the TTL).
+    clients: Map<String, Option<portcullis_store::Client>>,
 }
 
 impl CredentialCache {
@@ -101,6 +104,25 @@ impl CredentialCache {
 
     pub fn put_live(&self, jti: &str, status: LiveStatus, now: OffsetDateTime, generation: u64) {
         self.live.put(jti.to_owned(), status, now, generation);
+    }
+
+    pub fn client(
+        &self,
+        id: &str,
+        now: OffsetDateTime,
+        ttl: Duration,
+    ) -> Option<Option<portcullis_store::Client>> {
+        self.clients.get(&id.to_owned(), now, ttl, self.generation())
+    }
+
+    pub fn put_client(
+        &self,
+        id: &str,
+        client: Option<portcullis_store::Client>,
+        now: OffsetDateTime,
+        generation: u64,
+    ) {
+        self.clients.put(id.to_owned(), client, now, generation);
     }
 
     pub fn verified(

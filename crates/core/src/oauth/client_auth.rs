@@ -9,6 +9,20 @@ use portcullis_domain::{ClientId, TokenHash};
 use portcullis_proto::{ClientAuth, OAuthError};
 use portcullis_store::{Client, Store};
 
+/// The client row, from the credential cache when fresh: client authentication is on the path of
+/// every token request, and the row rarely changes (changes in this process invalidate the cache;
+/// another replica's within `credential_cache_ttl`).
+async fn cached_client<S: Store>(cx: &Cx<S>, id: &str) -> Result<Option<Client>, OAuthError> {
+    let (now, ttl) = (cx.now(), cx.settings.credential_cache_ttl);
+    if let Some(c) = cx.cache.client(id, now, ttl) {
+        return Ok(c);
+    }
+    let generation = cx.cache.snapshot();
+    let c = cx.store.client_by_id(&ClientId::from_string(id)).await.map_err(internal)?;
+    cx.cache.put_client(id, c.clone(), now, generation);
+    Ok(c)
+}
+
 /// Identifies and authenticates the client. Every failure is `invalid_client` with the same
 /// text, so the response does not reveal whether the client exists or was revoked.
 pub async fn authenticate<S: Store>(cx: &Cx<S>, auth: &ClientAuth) -> Result<Client, OAuthError> {
@@ -17,7 +31,7 @@ pub async fn authenticate<S: Store>(cx: &Cx<S>, auth: &ClientAuth) -> Result<Cli
         // A metadata document client (public): its document may need a fetch first.
         super::client_metadata::load(cx, auth.client_id()).await?
     } else {
-        cx.store.client_by_id(&ClientId::from_string(auth.client_id())).await.map_err(internal)?
+        cached_client(cx, auth.client_id()).await?
     };
     let Some(client) = client.filter(|c| !c.is_revoked()) else { return Err(fail()) };
     match (auth, &client.secret_hash) {

@@ -115,6 +115,7 @@ pub async fn load<S: Store>(cx: &Cx<S>, client_id: &str) -> Result<Option<Client
         }),
         last_used_at: stored.as_ref().and_then(|c| c.last_used_at),
     };
+    cx.cache.invalidate();
     if stored.is_some() {
         cx.store.update_registered_client(&client).await.map_err(internal)?;
     } else if let Err(e) = cx.store.insert_client(&client).await {

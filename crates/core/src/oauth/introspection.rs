@@ -42,6 +42,9 @@ pub struct Introspection {
     /// `service` for service tokens.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token_use: Option<String>,
+    /// RFC 9449 §6.2: the DPoP key a bound token is bound to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cnf: Option<super::tokens::Confirmation>,
 }
 
 impl Introspection {
@@ -65,12 +68,13 @@ pub async fn introspect<S: Store>(
     match check_access_token(cx, token).await {
         Ok(live) => {
             let c = live.claims;
+            let token_type = super::tokens::token_type(c.jkt());
             Ok(Introspection {
                 active: true,
                 scope: Some(live.scopes.to_string()),
                 client_id: Some(c.client_id),
                 sub: Some(c.sub),
-                token_type: Some("Bearer"),
+                token_type: Some(token_type),
                 exp: Some(c.exp),
                 iat: Some(c.iat),
                 aud: Some(c.aud),
@@ -79,6 +83,7 @@ pub async fn introspect<S: Store>(
                 workspace_id: Some(c.workspace_id),
                 grant_id: c.grant_id,
                 token_use: c.token_use,
+                cnf: c.cnf,
             })
         }
         Err(e) if e.code == portcullis_proto::ErrorCode::ServerError => Err(e),
@@ -130,5 +135,6 @@ async fn refresh<S: Store>(cx: &Cx<S>, token: &str) -> Result<Introspection, OAu
         workspace_id: Some(family.workspace_id.to_string()),
         grant_id: Some(grant_id.to_string()),
         token_use: None,
+        cnf: None,
     })
 }

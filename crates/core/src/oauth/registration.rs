@@ -406,6 +406,7 @@ pub async fn find_duplicate<S: Store>(
     if let Some(r) = client.registration.as_mut() {
         r.token_hash = Some(TokenHash::of(token.expose_secret()));
     }
+    cx.cache.invalidate();
     if !cx.store.update_registered_client(&client).await.map_err(internal)? {
         return Ok(None);
     }
@@ -555,6 +556,7 @@ pub async fn update<S: Store>(
     let detail =
         json!({ "client_name": meta.client_name, "redirect_uris": meta.redirect_uris, "scope": meta.scope });
     audit(cx, "client.updated", &updated, None, detail).await?;
+    cx.cache.invalidate();
     if !cx.store.update_registered_client(&updated).await.map_err(internal)? {
         return Err(invalid_token());
     }

@@ -477,6 +477,10 @@ async fn dpop_bound_clients_must_send_proofs(app: TestApp) {
     let at = s(&t, "access_token");
     let p = proof(&app, &key, "GET", "/api/v1/contacts", Some(&at));
     assert_eq!(api(&app, &format!("DPoP {at}"), Some(&p)).await.status(), StatusCode::OK);
+    // Introspection tells a resource server the token is DPoP-bound, and to which key.
+    let i = crate::support::introspect(&app, &machine, &at).await;
+    assert_eq!(i["token_type"], "DPoP");
+    assert_eq!(i["cnf"]["jkt"], key.jkt());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
