@@ -3,10 +3,11 @@
 //! Callers are confidential clients (resource servers register as such); any of them may
 //! introspect any token, as a resource server must be able to check tokens issued to other
 //! clients. Anything not active — unknown, malformed, expired, revoked, of a revoked client or
-//! grant, of a user who left the workspace — is just `{"active": false}` (§2.2).
+//! grant, of a user who left the workspace — is just `{"active": false}` (§2.2). Access-token
+//! state comes through the credential cache, as at the guard.
 
 use super::client_auth;
-use super::tokens::check_access_token;
+use super::tokens::{live_access, verify_access_jwt_cached};
 use crate::context::{Cx, internal};
 use portcullis_domain::TokenHash;
 use portcullis_domain::secret::prefix;
@@ -65,7 +66,14 @@ pub async fn introspect<S: Store>(
     if token.starts_with(prefix::REFRESH_TOKEN) {
         return refresh(cx, token).await;
     }
-    match check_access_token(cx, token).await {
+    // The same credential cache as the guard's: a resource server asking us is in the same
+    // position as our own guard (a revocation in this process is seen at once, another
+    // replica's within `credential_cache_ttl`; 0 makes every introspection read the database).
+    let checked = match verify_access_jwt_cached(cx, token, 0).await {
+        Ok(claims) => live_access(cx, claims, true).await,
+        Err(e) => Err(e),
+    };
+    match checked {
         Ok(live) => {
             let c = live.claims;
             let token_type = super::tokens::token_type(c.jkt());
