@@ -68,11 +68,12 @@ fn bad(why: impl Into<String>) -> OAuthError {
 /// The client `client_id` names: a stored client, or (https `client_id`) the one described by
 /// its metadata document, fetched now if our copy is missing or stale. `Ok(None)`: no such client.
 pub async fn load<S: Store>(cx: &Cx<S>, client_id: &str) -> Result<Option<Client>, OAuthError> {
+    if !is_document_url(client_id) || !cx.settings.client_metadata.enabled {
+        // Ordinary clients come from the credential cache (the row rarely changes).
+        return super::client_auth::cached_client(cx, client_id).await;
+    }
     let id = ClientId::from_string(client_id);
     let stored = cx.store.client_by_id(&id).await.map_err(internal)?;
-    if !is_document_url(client_id) || !cx.settings.client_metadata.enabled {
-        return Ok(stored);
-    }
     let now = cx.now();
     if let Some(c) = &stored {
         if c.is_revoked() {

@@ -79,7 +79,7 @@ async fn load<S: Store>(
     let req: AuthorizationRequest =
         serde_json::from_str(&pending.payload).map_err(|e| ConsentError::from(internal(e)))?;
     let client =
-        cx.store.client_by_id(&req.client_id).await.map_err(internal)?.ok_or(ConsentError::Expired)?;
+        super::client_auth::cached_client(cx, req.client_id.as_str()).await?.ok_or(ConsentError::Expired)?;
     Ok((pending, req, client))
 }
 
@@ -122,12 +122,17 @@ pub(crate) async fn eligible_workspaces<S: Store>(
     client: &Client,
     user: &UserId,
 ) -> Result<Vec<Workspace>, ConsentError> {
+    Ok(eligible_memberships(cx, client, user).await?.into_iter().map(|(w, _)| w).collect())
+}
+
+/// The workspaces the user may grant `client`, with the user's membership in each.
+async fn eligible_memberships<S: Store>(
+    cx: &Cx<S>,
+    client: &Client,
+    user: &UserId,
+) -> Result<Vec<(Workspace, portcullis_store::Membership)>, ConsentError> {
     let all = cx.store.memberships_of_user(user).await.map_err(internal)?;
-    Ok(all
-        .into_iter()
-        .map(|(w, _)| w)
-        .filter(|w| client.workspace_id.as_ref().is_none_or(|id| *id == w.id))
-        .collect())
+    Ok(all.into_iter().filter(|(w, _)| client.workspace_id.as_ref().is_none_or(|id| *id == w.id)).collect())
 }
 
 /// `POST /consent`: records the decision and returns where to send the browser.
@@ -153,15 +158,14 @@ pub async fn decide<S: Store>(
         return Ok(back(OAuthError::access_denied("the user denied the request")));
     };
 
-    if !eligible_workspaces(cx, &client, &session.user_id).await?.iter().any(|w| w.id == workspace) {
+    // One query answers both: may the client be granted this workspace, and what the user holds.
+    let Some((_, membership)) = eligible_memberships(cx, &client, &session.user_id)
+        .await?
+        .into_iter()
+        .find(|(w, _)| w.id == workspace)
+    else {
         return Err(ConsentError::Invalid("you cannot grant access to that workspace".into()));
-    }
-    let membership = cx
-        .store
-        .membership(&workspace, &session.user_id)
-        .await
-        .map_err(internal)?
-        .ok_or_else(|| ConsentError::Invalid("you are not a member of that workspace".into()))?;
+    };
     take(cx, pending_id).await?;
 
     let granted = cx.catalogue.delegable(&req.scopes, &membership.permissions);
