@@ -485,8 +485,12 @@ where
             };
             let cx = guard.cx();
             let method = req.method().clone();
-            let path = Call::of(&method, req.uri(), req.extensions(), req.headers()).path.to_owned();
             let scheme = credential(req.headers()).map_or(Scheme::Bearer, |(s, _)| s);
+            // Only DPoP proofs need the path (their `htu`): Bearer calls skip the allocation.
+            let path = match scheme {
+                Scheme::Dpop => Call::of(&method, req.uri(), req.extensions(), req.headers()).path.to_owned(),
+                Scheme::Bearer => String::new(),
+            };
             if !cx.settings.audit.requests {
                 let call_of = Call { method: method.as_str(), path: &path, headers: req.headers() };
                 let checked = guard.check(&call_of, peer, &layer.scopes).await;
