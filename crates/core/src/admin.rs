@@ -500,7 +500,14 @@ impl<S: Store> Admin<S> {
         let ring = Keyring::new(self.sealer.clone());
         let k = crate::keys::rotate(&ring, &self.store, self.clock.now(), delay, longest_token_ttl)
             .await
-            .map_err(AdminError::Internal)?;
+            .map_err(AdminError::Internal)?
+            .ok_or_else(|| {
+                AdminError::Conflict(
+                    "another process rotated the signing key at the same moment; list the keys and \
+                     rotate again only if another key is still wanted"
+                        .into(),
+                )
+            })?;
         tracing::info!(event = "signing_key_rotated", kid = %k.kid, "signing key rotated");
         Ok(k)
     }

@@ -105,7 +105,13 @@ impl<S: Store> Cx<S> {
     pub fn spawn_key_reloader(&self) -> tokio::task::JoinHandle<()> {
         let cx = self.clone();
         tokio::spawn(async move {
-            let mut every = tokio::time::interval(crate::keys::RELOAD_EVERY);
+            // Within the activation delay of a rotation, and soon after a short maintenance
+            // interval (tests and demos rotate in seconds).
+            let period = crate::keys::RELOAD_EVERY
+                .min(crate::maintenance::period(&cx.settings).unsigned_abs() * 2)
+                .min((cx.settings.signing_key_activation_delay / 2_i32).unsigned_abs())
+                .max(std::time::Duration::from_secs(1));
+            let mut every = tokio::time::interval(period);
             every.tick().await;
             loop {
                 every.tick().await;
@@ -136,12 +142,7 @@ impl<S: Store> Cx<S> {
     pub fn spawn_maintenance(&self) -> tokio::task::JoinHandle<()> {
         let cx = self.clone();
         tokio::spawn(async move {
-            let period = cx
-                .settings
-                .audit
-                .checkpoint_interval
-                .unsigned_abs()
-                .clamp(std::time::Duration::from_secs(1), crate::maintenance::TICK);
+            let period = crate::maintenance::period(&cx.settings).unsigned_abs();
             let mut every = tokio::time::interval(period);
             every.tick().await;
             let mut schedule = crate::maintenance::Schedule::default();

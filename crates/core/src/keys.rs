@@ -180,12 +180,13 @@ impl Keyring {
     pub async fn load<S: KeyStore>(&self, store: &S, now: OffsetDateTime) -> Result<(), String> {
         let mut keys = store.signing_keys().await.map_err(|e| e.to_string())?;
         if !keys.iter().any(|k| usable_for_signing(k, now)) {
-            let k = self.generate(now, now)?;
+            let k = self.generate(now, now, next_generation(&keys))?;
             match store.insert_signing_key(&k).await {
-                Ok(()) | Err(StoreError::Duplicate(_)) => {}
+                Ok(()) => tracing::info!(kid = %k.kid, "created a signing key"),
+                // Another replica starting at the same moment created it: adopt that one.
+                Err(StoreError::Duplicate(_)) => {}
                 Err(e) => return Err(e.to_string()),
             }
-            tracing::info!(kid = %k.kid, "created a signing key");
             keys = store.signing_keys().await.map_err(|e| e.to_string())?;
         }
         self.install(&keys, now)?;
@@ -202,7 +203,12 @@ impl Keyring {
     }
 
     /// A new P-256 key, sealed for storage, published from `now` and signing from `active_from`.
-    pub fn generate(&self, now: OffsetDateTime, active_from: OffsetDateTime) -> Result<SigningKey, String> {
+    pub fn generate(
+        &self,
+        now: OffsetDateTime,
+        active_from: OffsetDateTime,
+        generation: i64,
+    ) -> Result<SigningKey, String> {
         let pair =
             EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).map_err(|_| "key generation failed")?;
         let pkcs8 = pair.to_pkcs8v1().map_err(|_| "key export failed")?;
@@ -216,6 +222,7 @@ impl Keyring {
             created_at: now,
             active_from,
             retired_at: None,
+            generation,
         })
     }
 
@@ -305,17 +312,59 @@ impl Keyring {
 /// Rotates the signing key: the new key is published at once and signs from `now + delay` (so
 /// caches of the JWKS pick it up first); every older key retires once all tokens it may sign have
 /// expired (`longest_token_ttl` after the switch, plus a minute of leeway).
+///
+/// The new key takes the next generation number, which is unique in the store: when several
+/// replicas rotate at the same moment, one adds its key and the others get `Ok(None)` and change
+/// nothing.
 pub async fn rotate<S: KeyStore>(
     keys: &Keyring,
     store: &S,
     now: OffsetDateTime,
     delay: Duration,
     longest_token_ttl: Duration,
-) -> Result<SigningKey, String> {
-    let next = keys.generate(now, now + delay)?;
+) -> Result<Option<SigningKey>, String> {
+    let current = store.signing_keys().await.map_err(|e| e.to_string())?;
+    rotate_after(keys, store, &current, now, delay, longest_token_ttl).await
+}
+
+async fn rotate_after<S: KeyStore>(
+    keys: &Keyring,
+    store: &S,
+    current: &[SigningKey],
+    now: OffsetDateTime,
+    delay: Duration,
+    longest_token_ttl: Duration,
+) -> Result<Option<SigningKey>, String> {
+    let next = keys.generate(now, now + delay, next_generation(current))?;
     let retire_at = next.active_from + longest_token_ttl + Duration::minutes(1);
-    store.rotate_signing_key(&next, retire_at).await.map_err(|e| e.to_string())?;
-    Ok(next)
+    match store.rotate_signing_key(&next, retire_at).await {
+        Ok(()) => Ok(Some(next)),
+        Err(StoreError::Duplicate(_)) => Ok(None),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Rotates when the newest key was created `every` or longer ago (scheduled rotation, done by the
+/// replica holding the maintenance lease). Returns the new key, or `None` when none was due or
+/// another replica rotated first.
+pub async fn rotate_if_due<S: KeyStore>(
+    keys: &Keyring,
+    store: &S,
+    now: OffsetDateTime,
+    every: Duration,
+    delay: Duration,
+    longest_token_ttl: Duration,
+) -> Result<Option<SigningKey>, String> {
+    let current = store.signing_keys().await.map_err(|e| e.to_string())?;
+    let newest = current.iter().map(|k| k.created_at).max();
+    if newest.is_some_and(|t| now - t < every) {
+        return Ok(None);
+    }
+    rotate_after(keys, store, &current, now, delay, longest_token_ttl).await
+}
+
+fn next_generation(keys: &[SigningKey]) -> i64 {
+    keys.iter().map(|k| k.generation).max().unwrap_or(0) + 1
 }
 
 fn usable_for_signing(k: &SigningKey, now: OffsetDateTime) -> bool {
@@ -386,7 +435,7 @@ mod tests {
     fn sign_verify_and_tamper() {
         let now = portcullis_domain::Clock::now(&portcullis_domain::MockClock::new());
         let ring = Keyring::new(Arc::new(Sealer::new(Some(&kek())).unwrap()));
-        let k = ring.generate(now, now).unwrap();
+        let k = ring.generate(now, now, 1).unwrap();
         ring.install(std::slice::from_ref(&k), now).unwrap();
         let jwt = ring.sign("at+jwt", &C { sub: "u1".into() }, now).unwrap();
         assert_eq!(ring.verify::<C>(&jwt, "at+jwt", now).unwrap(), C { sub: "u1".into() });
@@ -398,7 +447,7 @@ mod tests {
         assert_eq!(ring.verify::<C>("a.b.c", "at+jwt", now), Err(VerifyError::Malformed));
 
         let other = Keyring::new(Arc::new(Sealer::new(None).unwrap()));
-        let k2 = other.generate(now, now).unwrap();
+        let k2 = other.generate(now, now, 1).unwrap();
         other.install(std::slice::from_ref(&k2), now).unwrap();
         assert_eq!(other.verify::<C>(&jwt, "at+jwt", now), Err(VerifyError::UnknownKey));
         assert_eq!(ring.jwks(now).keys.len(), 1);
@@ -409,8 +458,8 @@ mod tests {
     fn a_rotated_key_is_published_first_and_the_old_one_retires_later() {
         let t = portcullis_domain::Clock::now(&portcullis_domain::MockClock::new());
         let ring = Keyring::new(Arc::new(Sealer::new(None).unwrap()));
-        let mut old = ring.generate(t, t).unwrap();
-        let new = ring.generate(t, t + Duration::minutes(10)).unwrap();
+        let mut old = ring.generate(t, t, 1).unwrap();
+        let new = ring.generate(t, t + Duration::minutes(10), 2).unwrap();
         old.retired_at = Some(t + Duration::minutes(26));
         let keys = vec![new.clone(), old.clone()];
 

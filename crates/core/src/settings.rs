@@ -28,6 +28,12 @@ pub struct Settings {
     pub device_poll_interval: Duration,
     /// How long a rotated-in signing key is published before it starts signing.
     pub signing_key_activation_delay: Duration,
+    /// The replica holding the maintenance lease rotates the signing key when the newest key is
+    /// this old (`None`: rotation only by hand).
+    pub signing_key_rotation: Option<Duration>,
+    /// How often replicas compete for the maintenance lease and its holder works; the lease
+    /// lasts three intervals, so a dead holder is replaced within that.
+    pub maintenance_interval: Duration,
     /// Which API keys this deployment issues and accepts (`pcl_live_…` or `pcl_test_…`).
     pub key_environment: KeyEnvironment,
     /// Proxies whose `X-Forwarded-For` is believed when finding a caller's address (for API key
@@ -79,6 +85,8 @@ impl Settings {
             device_code_ttl: Duration::minutes(10),
             device_poll_interval: Duration::seconds(5),
             signing_key_activation_delay: Duration::minutes(10),
+            signing_key_rotation: Some(Duration::days(90)),
+            maintenance_interval: Duration::seconds(30),
             key_environment: KeyEnvironment::Live,
             trusted_proxies: Vec::new(),
             credential_cache_ttl: Duration::seconds(5),

@@ -37,7 +37,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the server (stops gracefully on SIGINT/SIGTERM).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Workspaces (tenants).
     #[command(subcommand)]
     Workspace(WorkspaceCmd),
@@ -433,8 +433,15 @@ async fn serve<S: Store>(store: S, mut cfg: Config) -> Result<(), String> {
         tracing::info!(routes = gateway.len(), "gateway mode: proxying guarded routes upstream");
     }
     let protection = portcullis_http::Protection { limiter, budgets: cfg.budgets, gateway };
+    let instance = cx.instance.clone();
     let app = Application::build_with(cx, listener, protection);
-    tracing::info!(%addr, issuer = %cfg.issuer, database = %redact(&cfg.database_url), "portcullis listening");
+    tracing::info!(
+        %addr,
+        issuer = %cfg.issuer,
+        database = %redact(&cfg.database_url),
+        %instance,
+        "portcullis listening"
+    );
     app.run_until(shutdown_signal()).await.map_err(|e| e.to_string())?;
     tracing::info!("stopped");
     Ok(())

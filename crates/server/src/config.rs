@@ -112,6 +112,17 @@ pub struct ServeArgs {
     /// An extra trusted root certificate (PEM) for fetching client metadata documents.
     #[arg(long, env = "PORTCULLIS_CLIENT_METADATA_CA_FILE", value_name = "PATH")]
     pub client_metadata_ca_file: Option<PathBuf>,
+    /// Rotate the signing key when the newest is this old, e.g. 90d (default); off disables.
+    /// Done by one replica (the maintenance lease holder).
+    #[arg(long, env = "PORTCULLIS_SIGNING_KEY_ROTATION", value_name = "DURATION")]
+    pub signing_key_rotation: Option<String>,
+    /// How long a rotated-in key is published before it signs, e.g. 10m (default).
+    #[arg(long, env = "PORTCULLIS_SIGNING_KEY_ACTIVATION_DELAY", value_name = "DURATION")]
+    pub signing_key_activation_delay: Option<String>,
+    /// How often replicas compete for the maintenance lease and its holder works, e.g. 30s
+    /// (default, 1s to 5m); a dead holder's lease lapses after three intervals.
+    #[arg(long, env = "PORTCULLIS_MAINTENANCE_INTERVAL", value_name = "DURATION")]
+    pub maintenance_interval: Option<String>,
 }
 
 /// `[dpop]` in the file.
@@ -188,6 +199,8 @@ pub struct FileConfig {
     pub refresh_token_absolute_ttl: Option<String>,
     pub session_ttl: Option<String>,
     pub signing_key_activation_delay: Option<String>,
+    pub signing_key_rotation: Option<String>,
+    pub maintenance_interval: Option<String>,
     pub key_environment: Option<String>,
     pub trusted_proxies: Option<Vec<String>>,
     pub redis_url: Option<String>,
@@ -234,6 +247,9 @@ pub struct Config {
     pub refresh_token_absolute_ttl: Duration,
     pub session_ttl: Duration,
     pub signing_key_activation_delay: Duration,
+    /// Scheduled rotation of the signing key (`None`: only by hand).
+    pub signing_key_rotation: Option<Duration>,
+    pub maintenance_interval: Duration,
     pub key_environment: portcullis_domain::KeyEnvironment,
     pub trusted_proxies: Vec<portcullis_domain::api_key::IpNet>,
     pub redis_url: Option<SecretString>,
@@ -341,9 +357,24 @@ pub fn resolve(
         duration("session_ttl", s.session_ttl.clone().or(file.session_ttl), Duration::hours(12))?;
     let signing_key_activation_delay = non_negative(
         "signing_key_activation_delay",
-        file.signing_key_activation_delay,
+        s.signing_key_activation_delay.clone().or(file.signing_key_activation_delay),
         Duration::minutes(10),
     )?;
+    let signing_key_rotation = match s.signing_key_rotation.clone().or(file.signing_key_rotation) {
+        Some(v) if matches!(v.trim(), "off" | "0" | "0s") => None,
+        v => Some(duration("signing_key_rotation", v, Duration::days(90))?),
+    };
+    if signing_key_rotation.is_some_and(|r| r <= signing_key_activation_delay) {
+        return Err("signing_key_rotation must be longer than signing_key_activation_delay".into());
+    }
+    let maintenance_interval = duration(
+        "maintenance_interval",
+        s.maintenance_interval.clone().or(file.maintenance_interval),
+        Duration::seconds(30),
+    )?;
+    if !(Duration::seconds(1)..=Duration::minutes(5)).contains(&maintenance_interval) {
+        return Err("maintenance_interval must be between 1s and 5m".into());
+    }
     let key_environment = g
         .key_environment
         .clone()
@@ -451,6 +482,8 @@ pub fn resolve(
         refresh_token_absolute_ttl,
         session_ttl,
         signing_key_activation_delay,
+        signing_key_rotation,
+        maintenance_interval,
     })
 }
 
@@ -466,6 +499,8 @@ impl Config {
         s.refresh_token_absolute_ttl = self.refresh_token_absolute_ttl;
         s.session_ttl = self.session_ttl;
         s.signing_key_activation_delay = self.signing_key_activation_delay;
+        s.signing_key_rotation = self.signing_key_rotation;
+        s.maintenance_interval = self.maintenance_interval;
         s.key_environment = self.key_environment;
         s.trusted_proxies = self.trusted_proxies.clone();
         s.credential_cache_ttl = self.credential_cache_ttl;
@@ -543,6 +578,33 @@ mod tests {
         assert!(resolve(&g, &ServeArgs::default(), FileConfig::default(), None).is_err());
         let s = ServeArgs { trusted_proxies: vec!["proxy".into()], ..Default::default() };
         assert!(resolve(&GlobalArgs::default(), &s, FileConfig::default(), None).is_err());
+    }
+
+    #[test]
+    fn scheduled_key_rotation_and_maintenance_interval() {
+        let g = GlobalArgs::default();
+        let c = resolve(&g, &ServeArgs::default(), FileConfig::default(), None).unwrap();
+        assert_eq!(c.signing_key_rotation, Some(Duration::days(90)));
+        assert_eq!(c.maintenance_interval, Duration::seconds(30));
+        let file: FileConfig =
+            toml::from_str("signing_key_rotation = \"off\"\nmaintenance_interval = \"5s\"").unwrap();
+        let c = resolve(&g, &ServeArgs::default(), file, None).unwrap();
+        assert_eq!((c.signing_key_rotation, c.maintenance_interval), (None, Duration::seconds(5)));
+        let s = ServeArgs {
+            signing_key_rotation: Some("30d".into()),
+            signing_key_activation_delay: Some("1m".into()),
+            ..Default::default()
+        };
+        let c = resolve(&g, &s, FileConfig::default(), None).unwrap();
+        assert_eq!(c.settings().signing_key_rotation, Some(Duration::days(30)));
+        assert_eq!(c.settings().signing_key_activation_delay, Duration::minutes(1));
+        for bad in [
+            ServeArgs { signing_key_rotation: Some("5m".into()), ..Default::default() },
+            ServeArgs { maintenance_interval: Some("10m".into()), ..Default::default() },
+            ServeArgs { maintenance_interval: Some("0s".into()), ..Default::default() },
+        ] {
+            assert!(resolve(&g, &bad, FileConfig::default(), None).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

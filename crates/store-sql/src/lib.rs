@@ -304,6 +304,7 @@ macro_rules! impl_sql_store {
                     created_at: ts(row, "created_at")?,
                     active_from: ts(row, "active_from")?,
                     retired_at: ts_opt(row, "retired_at")?,
+                    generation: col::<Option<i64>>(row, "generation")?.unwrap_or(0),
                 })
             }
 
@@ -1166,8 +1167,8 @@ macro_rules! impl_sql_store {
             impl KeyStore for $store {
                 async fn insert_signing_key(&self, k: &SigningKey) -> StoreResult<()> {
                     sql!(
-                        "INSERT INTO signing_keys (kid, alg, private_key, public_jwk, created_at, active_from, retired_at) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7)"
+                        "INSERT INTO signing_keys (kid, alg, private_key, public_jwk, created_at, active_from, retired_at, generation) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
                     )
                     .bind(k.kid.as_str())
                     .bind(&k.alg)
@@ -1176,6 +1177,7 @@ macro_rules! impl_sql_store {
                     .bind(k.created_at.unix_timestamp())
                     .bind(k.active_from.unix_timestamp())
                     .bind(k.retired_at.map(|t| t.unix_timestamp()))
+                    .bind(k.generation)
                     .execute(&self.pool)
                     .await
                     .map_err(err("kid"))?;
@@ -1184,7 +1186,7 @@ macro_rules! impl_sql_store {
 
                 async fn signing_keys(&self) -> StoreResult<Vec<SigningKey>> {
                     sql!(
-                        "SELECT kid, alg, private_key, public_jwk, created_at, active_from, retired_at \
+                        "SELECT kid, alg, private_key, public_jwk, created_at, active_from, retired_at, generation \
                          FROM signing_keys ORDER BY created_at DESC, kid DESC"
                     )
                     .fetch_all(&self.pool)
@@ -1196,15 +1198,12 @@ macro_rules! impl_sql_store {
                 }
 
                 async fn rotate_signing_key(&self, next: &SigningKey, retire_at: OffsetDateTime) -> StoreResult<()> {
+                    // The insert comes first: if another replica added this generation, it fails
+                    // before any key is scheduled to retire.
                     let mut tx = $crate::round_trips::begin(&self.pool).await.map_err(db)?;
-                    sql!("UPDATE signing_keys SET retired_at = $1 WHERE retired_at IS NULL")
-                        .bind(retire_at.unix_timestamp())
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(db)?;
                     sql!(
-                        "INSERT INTO signing_keys (kid, alg, private_key, public_jwk, created_at, active_from, retired_at) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7)"
+                        "INSERT INTO signing_keys (kid, alg, private_key, public_jwk, created_at, active_from, retired_at, generation) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
                     )
                     .bind(next.kid.as_str())
                     .bind(&next.alg)
@@ -1213,9 +1212,16 @@ macro_rules! impl_sql_store {
                     .bind(next.created_at.unix_timestamp())
                     .bind(next.active_from.unix_timestamp())
                     .bind(next.retired_at.map(|t| t.unix_timestamp()))
+                    .bind(next.generation)
                     .execute(&mut *tx)
                     .await
-                    .map_err(err("kid"))?;
+                    .map_err(err("generation"))?;
+                    sql!("UPDATE signing_keys SET retired_at = $1 WHERE retired_at IS NULL AND kid <> $2")
+                        .bind(retire_at.unix_timestamp())
+                        .bind(next.kid.as_str())
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(db)?;
                     tx.commit().await.map_err(db)
                 }
 

@@ -413,13 +413,24 @@ async fn signing_keys_and_secrets<S: Store>(s: &S) {
         created_at: t0(),
         active_from: t0(),
         retired_at: None,
+        generation: 1,
     };
-    let k2 = SigningKey { kid: KeyId::generate(), created_at: t0() + Duration::hours(1), ..k1.clone() };
+    let k2 = SigningKey {
+        kid: KeyId::generate(),
+        created_at: t0() + Duration::hours(1),
+        generation: 2,
+        ..k1.clone()
+    };
     s.insert_signing_key(&k1).await.unwrap();
     s.insert_signing_key(&k2).await.unwrap();
     let keys = s.signing_keys().await.unwrap();
     assert_eq!(keys.iter().map(|k| &k.kid).collect::<Vec<_>>(), [&k2.kid, &k1.kid], "newest first");
     assert!(matches!(s.insert_signing_key(&k1).await, Err(StoreError::Duplicate(_))));
+    let same_generation = SigningKey { kid: KeyId::generate(), ..k2.clone() };
+    assert!(
+        matches!(s.insert_signing_key(&same_generation).await, Err(StoreError::Duplicate(_))),
+        "two first keys created at once by two replicas: one wins"
+    );
 
     assert_eq!(s.server_secret("csrf", "first", t0()).await.unwrap(), "first");
     assert_eq!(s.server_secret("csrf", "second", t0()).await.unwrap(), "first", "first writer wins");
@@ -658,14 +669,27 @@ async fn signing_key_rotation<S: Store>(s: &S) {
         created_at: t0() + Duration::days(1),
         active_from: t0() + Duration::days(1) + Duration::minutes(10),
         retired_at: None,
+        generation: before.iter().map(|k| k.generation).max().unwrap_or(0) + 1,
     };
     let retire_at = next.active_from + Duration::minutes(15);
     s.rotate_signing_key(&next, retire_at).await.unwrap();
     let after = s.signing_keys().await.unwrap();
     assert_eq!(after.len(), before.len() + 1);
     assert_eq!(after[0].kid, next.kid);
+    assert_eq!(after[0].generation, next.generation);
     assert_eq!(after[0].retired_at, None, "the new key is not retired");
     assert!(after[1..].iter().all(|k| k.retired_at == Some(retire_at)));
+
+    // Another replica rotating from the same generation at the same moment loses, and changes
+    // nothing: no key is added and no retirement moves.
+    let rival = SigningKey {
+        kid: KeyId::generate(),
+        created_at: next.created_at + Duration::seconds(1),
+        ..next.clone()
+    };
+    let later = retire_at + Duration::hours(1);
+    assert!(matches!(s.rotate_signing_key(&rival, later).await, Err(StoreError::Duplicate(_))));
+    assert_eq!(s.signing_keys().await.unwrap(), after, "the losing rotation left no trace");
 }
 
 fn api_key(ws: &WorkspaceId, secret: &str) -> ApiKey {

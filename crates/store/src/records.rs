@@ -341,6 +341,10 @@ pub struct SigningKey {
     /// Published from `created_at`; used for signing from `active_from`.
     pub active_from: OffsetDateTime,
     pub retired_at: Option<OffsetDateTime>,
+    /// 1 for the first key, one more for each rotation; unique, so two replicas rotating at the
+    /// same moment cannot both add a key (the second insert of a generation fails). 0 for keys
+    /// created before generations were recorded.
+    pub generation: i64,
 }
 
 impl std::fmt::Debug for SigningKey {
@@ -350,6 +354,7 @@ impl std::fmt::Debug for SigningKey {
             .field("alg", &self.alg)
             .field("active_from", &self.active_from)
             .field("retired_at", &self.retired_at)
+            .field("generation", &self.generation)
             .finish_non_exhaustive()
     }
 }

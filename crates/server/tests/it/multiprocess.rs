@@ -14,6 +14,16 @@ const ISSUER: &str = "http://portcullis.test";
 struct Process {
     child: Child,
     base: String,
+    /// The replica's instance id (the holder named in the maintenance lease).
+    instance: String,
+}
+
+impl Process {
+    /// Kills the process without letting it finish anything (SIGKILL): a replica dying.
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 impl Server for Process {
@@ -27,6 +37,9 @@ impl Server for Process {
 
 impl Drop for Process {
     fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(Some(_))) {
+            return;
+        }
         let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
         let _ = self.child.wait();
     }
@@ -60,16 +73,16 @@ fn serve_with(db: &str, extra: &[&str]) -> Process {
         .spawn()
         .unwrap();
     let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = loop {
+    let (addr, instance) = loop {
         let line = lines.next().expect("server exited").unwrap();
         let v: serde_json::Value = serde_json::from_str(&line).unwrap();
         if v["message"] == "portcullis listening" {
-            break v["addr"].as_str().unwrap().to_owned();
+            break (v["addr"].as_str().unwrap().to_owned(), v["instance"].as_str().unwrap().to_owned());
         }
     };
     // Keep draining the log so the process never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines.by_ref() {});
-    Process { child, base: format!("http://{addr}") }
+    Process { child, base: format!("http://{addr}"), instance }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -291,4 +304,304 @@ async fn two_processes_append_to_one_verifiable_audit_log() {
         .execute(&admin)
         .await
         .unwrap();
+}
+
+/// Polls `check` every 100 ms until it holds or `limit` passes; returns how long it took.
+async fn within<F, Fut>(limit: std::time::Duration, what: &str, mut check: F) -> std::time::Duration
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    #[allow(clippy::disallowed_methods)] // measuring a bound in a test, not protocol time
+    let start = std::time::Instant::now();
+    loop {
+        if check().await {
+            return start.elapsed();
+        }
+        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+async fn api_status(base: &str, token: &str) -> StatusCode {
+    reqwest::Client::new()
+        .get(format!("{base}/api/v1/contacts"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+async fn jwks_kids(base: &str) -> Vec<String> {
+    let v: serde_json::Value =
+        reqwest::get(format!("{base}/oauth2/jwks")).await.unwrap().json().await.unwrap();
+    let mut kids: Vec<String> =
+        v["keys"].as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap().to_owned()).collect();
+    kids.sort();
+    kids
+}
+
+/// Three replicas on one PostgreSQL and one Redis, as the scale-out promise states it: each step of
+/// a flow on a different replica, a refresh race with one winner, one rate limit, revocations
+/// seen everywhere within the credential cache's bound, a complete and verifiable audit log, one
+/// signing-key rotation at a time, and the background work taken over when its replica dies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_replicas_on_postgres_and_redis_act_as_one_server() {
+    let (Ok(base_url), Ok(redis)) =
+        (std::env::var(portcullis_testkit::POSTGRES_ENV), std::env::var("PORTCULLIS_TEST_REDIS_URL"))
+    else {
+        portcullis_testkit::skip(
+            "three-replica test",
+            "PORTCULLIS_TEST_POSTGRES_URL and PORTCULLIS_TEST_REDIS_URL are not both set",
+        );
+        return;
+    };
+    let name = format!("pcl_r3_{:08x}", rand::random::<u32>());
+    let admin = sqlx::postgres::PgPoolOptions::new().max_connections(1).connect(&base_url).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&admin).await.unwrap();
+    let db = match base_url.rsplit_once('/') {
+        Some((head, _)) => format!("{head}/{name}"),
+        None => panic!("unexpected URL"),
+    };
+    // Seconds instead of the production minutes and days, so the test sees background work.
+    const ROTATION: i64 = 6;
+    const CACHE_TTL: u64 = 2;
+    let prefix = format!("pcl-r3-{:08x}", rand::random::<u32>());
+    let flags = [
+        "--redis-url",
+        &redis,
+        "--maintenance-interval",
+        "1s",
+        "--signing-key-rotation",
+        &format!("{ROTATION}s"),
+        "--signing-key-activation-delay",
+        "1s",
+        "--credential-cache-ttl",
+        &format!("{CACHE_TTL}s"),
+        "--audit-durability",
+        "sync",
+    ]
+    .map(str::to_owned);
+    let (user, client, key, mut replicas) = tokio::task::spawn_blocking({
+        let db = db.clone();
+        move || {
+            cli(&db, &["workspace", "create", "acme"], None);
+            let u = cli(
+                &db,
+                &["user", "create", "--email", "ada@example.com", "--password-stdin"],
+                Some(PASSWORD),
+            );
+            cli(
+                &db,
+                &[
+                    "member",
+                    "add",
+                    "--workspace",
+                    "acme",
+                    "--email",
+                    "ada@example.com",
+                    "--permissions",
+                    "contacts:read",
+                ],
+                None,
+            );
+            let c = cli(
+                &db,
+                &[
+                    "client",
+                    "create",
+                    "--name",
+                    "App",
+                    "--redirect-uri",
+                    REDIRECT,
+                    "--scope",
+                    "contacts:read",
+                ],
+                None,
+            );
+            let k = cli(
+                &db,
+                &[
+                    "key",
+                    "create",
+                    "--workspace",
+                    "acme",
+                    "--name",
+                    &prefix,
+                    "--scope",
+                    "contacts:read",
+                    "--rate-limit",
+                    "6/min",
+                ],
+                None,
+            );
+            let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+            let replicas = vec![serve_with(&db, &flags), serve_with(&db, &flags), serve_with(&db, &flags)];
+            (u, c, k, replicas)
+        }
+    })
+    .await
+    .unwrap();
+    let w = World {
+        client_id: s(&client, "client_id"),
+        secret: s(&client, "client_secret"),
+        workspace_id: String::new(),
+        user_id: s(&user, "id"),
+    };
+    let bases: Vec<String> = replicas.iter().map(|r| r.base.clone()).collect();
+    let [a, b, c] = [&replicas[0], &replicas[1], &replicas[2]];
+
+    // 1. Every step of the flow on another replica: authorize on A, sign in on B, consent on C,
+    //    the code redeemed on B, the refresh on C, the token accepted by A's guard.
+    let br = browser();
+    let authz = Authz::new(&w.client_id, "contacts:read");
+    let r = br.get(authz.url(a)).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let login = location(r.headers());
+    let r = sign_in(b, &br, &login, "ada@example.com", PASSWORD).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER, "B signs in a request A received");
+    let consent = location(r.headers());
+    let r = answer_consent(c, &br, &consent, None, true).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER, "C shows and takes the consent");
+    let code = code_from(c, &location(r.headers()), &authz);
+    let t = json(redeem(b, &w, &code, &authz.verifier).await).await;
+    let t = json(refresh(c, &w, &s(&t, "refresh_token"), None).await).await;
+    assert_eq!(api_status(&a.base, &s(&t, "access_token")).await, StatusCode::OK, "A accepts C's token");
+
+    // 2. A refresh race over the three replicas: one winner, and the winner's chain lives on.
+    let winners = refresh_race(&bases, &w, &s(&t, "refresh_token"), 12).await;
+    assert_eq!(winners.len(), 1, "one winner across three replicas");
+    let t = json(refresh(a, &w, &s(&winners[0], "refresh_token"), None).await).await;
+    let access = s(&t, "access_token");
+    for base in &bases {
+        assert_eq!(api_status(base, &access).await, StatusCode::OK);
+    }
+
+    // 3. One rate limit: 6 calls a minute in all, however they are spread.
+    let secret = s(&key, "secret");
+    let mut statuses = Vec::new();
+    for i in 0..12 {
+        statuses.push(api_status(&bases[i % 3], &secret).await);
+    }
+    let ok = statuses.iter().filter(|s| **s == StatusCode::OK).count();
+    assert_eq!(ok, 6, "{statuses:?}");
+    assert!(statuses[6..].iter().all(|s| *s == StatusCode::TOO_MANY_REQUESTS), "{statuses:?}");
+
+    // 4. Revocations reach every replica within the credential cache's bound. The grant's tokens
+    //    are revoked on A while B and C hold its state in their caches.
+    let bound = std::time::Duration::from_secs(CACHE_TTL) + std::time::Duration::from_millis(1500);
+    assert_eq!(revoke(a, &w, &s(&t, "refresh_token")).await.status(), StatusCode::OK);
+    for base in &bases {
+        let took = within(bound, "the revoked grant's access token refused", || async {
+            api_status(base, &access).await == StatusCode::UNAUTHORIZED
+        })
+        .await;
+        eprintln!("grant revocation seen by {base} after {took:?}");
+    }
+    // An API key revoked by the CLI (another process, with no cache to clear).
+    let fresh = cli(
+        &db,
+        &["key", "create", "--workspace", "acme", "--name", "second", "--scope", "contacts:read"],
+        None,
+    );
+    let fresh_secret = s(&fresh, "secret");
+    for base in &bases {
+        assert_eq!(api_status(base, &fresh_secret).await, StatusCode::OK);
+    }
+    cli(&db, &["key", "revoke", &s(&fresh, "id")], None);
+    for base in &bases {
+        let took = within(bound, "the revoked API key refused", || async {
+            api_status(base, &fresh_secret).await == StatusCode::UNAUTHORIZED
+        })
+        .await;
+        eprintln!("API key revocation seen by {base} after {took:?}");
+    }
+
+    // 5. Signing keys: rotations happen on schedule, one at a time, and all replicas publish the
+    //    same keys and accept each other's tokens throughout.
+    let pool = sqlx::postgres::PgPoolOptions::new().max_connections(2).connect(&db).await.unwrap();
+    let generations = || async {
+        sqlx::query_as::<_, (i64, i64)>("SELECT generation, created_at FROM signing_keys ORDER BY generation")
+            .fetch_all(&pool)
+            .await
+            .unwrap()
+    };
+    within(std::time::Duration::from_secs(3 * ROTATION as u64), "a scheduled rotation", || async {
+        generations().await.len() >= 2
+    })
+    .await;
+    within(std::time::Duration::from_secs(5), "every replica publishing the same keys", || async {
+        let sets = futures::future::join_all(bases.iter().map(|b| jwks_kids(b))).await;
+        sets.iter().all(|s| *s == sets[0])
+    })
+    .await;
+    let holder = || async {
+        sqlx::query_as::<_, (String,)>("SELECT holder FROM leases WHERE name = 'maintenance'")
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+            .0
+    };
+
+    // 6. Kill the replica holding the maintenance lease: another takes it over within the lease
+    //    time (three intervals) and the scheduled work goes on there.
+    let dead = holder().await;
+    let at = replicas.iter().position(|r| r.instance == dead).expect("the holder is one of the replicas");
+    let before = generations().await.len();
+    replicas[at].kill();
+    let survivors: Vec<String> =
+        replicas.iter().enumerate().filter(|(i, _)| *i != at).map(|(_, r)| r.instance.clone()).collect();
+    let took = within(std::time::Duration::from_secs(8), "another replica taking the lease", || async {
+        survivors.contains(&holder().await)
+    })
+    .await;
+    eprintln!("maintenance lease taken over {took:?} after its holder died");
+    within(std::time::Duration::from_secs(3 * ROTATION as u64), "a rotation by the new holder", || async {
+        generations().await.len() > before
+    })
+    .await;
+    let keys = generations().await;
+    let numbers: Vec<i64> = keys.iter().map(|k| k.0).collect();
+    assert_eq!(numbers, (1..=keys.len() as i64).collect::<Vec<_>>(), "generations without gaps");
+    for pair in keys.windows(2) {
+        assert!(pair[1].1 - pair[0].1 >= ROTATION, "one rotation per period, never two at once: {keys:?}");
+    }
+
+    // The survivors' tokens are accepted by each other, signed with the newest active key.
+    let survivors: Vec<&Process> =
+        replicas.iter().enumerate().filter(|(i, _)| *i != at).map(|(_, r)| r).collect();
+    let t = tokens_on(survivors[0], &w, &br).await;
+    assert_eq!(api_status(&survivors[1].base, &s(&t, "access_token")).await, StatusCode::OK);
+    let t = json(refresh(survivors[1], &w, &s(&t, "refresh_token"), None).await).await;
+    assert_eq!(api_status(&survivors[0].base, &s(&t, "access_token")).await, StatusCode::OK);
+
+    // 7. The audit log has every guarded call of every replica (sync durability: even the killed
+    //    one lost nothing it answered) and verifies.
+    drop(replicas);
+    let (ok, verify) = cli_outcome(&db, &["audit", "verify"]);
+    assert!(ok && verify["ok"] == true, "{verify}");
+    let (ok, found) = cli_outcome(
+        &db,
+        &["audit", "search", "--workspace", "acme", "--event", "api.request", "--limit", "1000"],
+    );
+    assert!(ok);
+    let entries = found["entries"].as_array().unwrap();
+    let refused = entries.iter().filter(|e| e["status"] == 429).count();
+    assert_eq!(refused, 6, "every rate-limited call is in the log");
+    assert!(entries.len() >= 6 + 6 + 3 + 3 + 3 + 2, "{} entries", entries.len());
+
+    pool.close().await;
+    sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE {name} WITH (FORCE)")))
+        .execute(&admin)
+        .await
+        .unwrap();
+}
+
+/// A full authorization on one replica (consent is remembered, so no page is shown).
+async fn tokens_on(p: &Process, w: &World, br: &reqwest::Client) -> serde_json::Value {
+    let authz = Authz::new(&w.client_id, "contacts:read");
+    let callback = authorize(p, br, &authz).await;
+    let code = code_from(p, &callback, &authz);
+    json(redeem(p, w, &code, &authz.verifier).await).await
 }
