@@ -49,6 +49,10 @@ impl<K: Eq + Hash, T: Clone> Map<K, T> {
         }
         m.insert(k, Entry { value, at: now, generation });
     }
+
+    fn remove(&self, k: &K) {
+        self.0.lock().expect("lock").remove(k);
+    }
 }
 
 impl<K, T> Default for Map<K, T> {
@@ -72,6 +76,12 @@ pub struct CredentialCache {
     /// Client rows by id, for client authentication at the token, introspection and revocation
     /// endpoints (a rotated secret or revoked client on another replica is seen within the TTL).
     clients: Map<String, Option<portcullis_store::Client>>,
+    /// Browser sessions by cookie hash: the consent page and its submission follow sign-in at
+    /// once. A sign-out here removes the entry; one on another replica is seen within the TTL.
+    sessions: Map<TokenHash, portcullis_store::Session>,
+    /// Pending authorization requests by id. Their rows never change, only disappear when used,
+    /// and using one always asks the store (single use), so a cached copy cannot be used twice.
+    pending: Map<String, portcullis_store::PendingAuthorization>,
 }
 
 impl CredentialCache {
@@ -123,6 +133,46 @@ impl CredentialCache {
         generation: u64,
     ) {
         self.clients.put(id.to_owned(), client, now, generation);
+    }
+
+    pub fn session(
+        &self,
+        hash: &TokenHash,
+        now: OffsetDateTime,
+        ttl: Duration,
+    ) -> Option<portcullis_store::Session> {
+        self.sessions.get(hash, now, ttl, self.generation())
+    }
+
+    pub fn put_session(&self, s: portcullis_store::Session, now: OffsetDateTime, generation: u64) {
+        self.sessions.put(s.hash.clone(), s, now, generation);
+    }
+
+    pub fn forget_session(&self, hash: &TokenHash) {
+        self.sessions.remove(hash);
+    }
+
+    /// A pending request cached less than `ttl` ago (the caller checks its expiry).
+    pub fn pending(
+        &self,
+        id: &str,
+        now: OffsetDateTime,
+        ttl: Duration,
+    ) -> Option<portcullis_store::PendingAuthorization> {
+        self.pending.get(&id.to_owned(), now, ttl, self.generation())
+    }
+
+    pub fn put_pending(
+        &self,
+        p: portcullis_store::PendingAuthorization,
+        now: OffsetDateTime,
+        generation: u64,
+    ) {
+        self.pending.put(p.id.clone(), p, now, generation);
+    }
+
+    pub fn forget_pending(&self, id: &str) {
+        self.pending.remove(&id.to_owned());
     }
 
     pub fn verified(

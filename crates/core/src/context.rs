@@ -11,6 +11,7 @@ use crate::scopes::Catalogue;
 use crate::settings::Settings;
 use portcullis_domain::Clock;
 use portcullis_store::Store;
+use portcullis_store::StoreResult;
 use secrecy::SecretString;
 use std::sync::Arc;
 use time::OffsetDateTime;
@@ -120,6 +121,42 @@ impl<S: Store> Cx<S> {
                 }
             }
         })
+    }
+}
+
+impl<S: Store> Cx<S> {
+    /// Stores a pending authorization request and keeps a copy here: the sign-in and consent
+    /// pages that follow on this replica read it without a round trip.
+    pub async fn insert_pending(&self, p: &portcullis_store::PendingAuthorization) -> StoreResult<()> {
+        let generation = self.cache.snapshot();
+        self.store.insert_pending(p).await?;
+        self.cache.put_pending(p.clone(), self.now(), generation);
+        Ok(())
+    }
+
+    /// An unexpired pending request, from this replica's copy or the store. Only for reading:
+    /// using one goes through [`Cx::take_pending`], which always asks the store.
+    pub async fn pending(&self, id: &str) -> StoreResult<Option<portcullis_store::PendingAuthorization>> {
+        let now = self.now();
+        let keep = self.settings.authorization_request_ttl.max(time::Duration::minutes(1));
+        if let Some(p) = self.cache.pending(id, now, keep) {
+            return Ok((p.expires_at > now).then_some(p));
+        }
+        let generation = self.cache.snapshot();
+        let p = self.store.pending(id, now).await?;
+        if let Some(p) = &p {
+            self.cache.put_pending(p.clone(), now, generation);
+        }
+        Ok(p)
+    }
+
+    /// Uses a pending request up: of concurrent attempts on any replicas, one gets it.
+    pub async fn take_pending(
+        &self,
+        id: &str,
+    ) -> StoreResult<Option<portcullis_store::PendingAuthorization>> {
+        self.cache.forget_pending(id);
+        self.store.take_pending(id, self.now()).await
     }
 }
 

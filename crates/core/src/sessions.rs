@@ -70,10 +70,12 @@ pub async fn login<S: Store>(
         created_at: now,
         expires_at: now + cx.settings.session_ttl,
     };
+    let generation = cx.cache.snapshot();
     cx.store.insert_session(&session).await.map_err(|e| {
         internal(e);
         LoginError::Internal
     })?;
+    cx.cache.put_session(session.clone(), now, generation);
     tracing::info!(event = "login_succeeded", user_id = %user.id, "signed in");
     crate::events::write(cx.events(), attempt("login.succeeded", Some(&user))).await.map_err(|e| {
         internal(e);
@@ -90,10 +92,22 @@ pub async fn current<S: Store>(
     if !cookie_value.starts_with(prefix::SESSION) {
         return Ok(None);
     }
-    cx.store.session(&TokenHash::of(cookie_value), cx.now()).await.map_err(internal)
+    let (hash, now) = (TokenHash::of(cookie_value), cx.now());
+    // Cached for `credential_cache_ttl`: a sign-out on another replica is seen within that.
+    if let Some(s) = cx.cache.session(&hash, now, cx.settings.credential_cache_ttl) {
+        return Ok((s.expires_at > now).then_some(s));
+    }
+    let generation = cx.cache.snapshot();
+    let s = cx.store.session(&hash, now).await.map_err(internal)?;
+    if let Some(s) = &s {
+        cx.cache.put_session(s.clone(), now, generation);
+    }
+    Ok(s)
 }
 
 /// Ends a session (sign-out).
 pub async fn logout<S: Store>(cx: &Cx<S>, cookie_value: &str) -> Result<(), portcullis_proto::OAuthError> {
-    cx.store.delete_session(&TokenHash::of(cookie_value)).await.map_err(internal)
+    let hash = TokenHash::of(cookie_value);
+    cx.cache.forget_session(&hash);
+    cx.store.delete_session(&hash).await.map_err(internal)
 }

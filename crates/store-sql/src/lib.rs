@@ -793,7 +793,9 @@ macro_rules! impl_sql_store {
                 }
 
                 async fn insert_code(&self, c: &AuthCode, f: &TokenFamily) -> StoreResult<()> {
-                    let mut tx = $crate::round_trips::begin(&self.pool).await.map_err(db)?;
+                    // Two statements, no transaction: the code refers to the family, so the
+                    // family goes first, and a family left without its code (the second insert
+                    // failed) is removed below or, failing that, swept; it holds no token.
                     sql!(
                         "INSERT INTO token_families (id, client_id, user_id, workspace_id, grant_id, created_at, expires_at, resources) \
                          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
@@ -806,10 +808,10 @@ macro_rules! impl_sql_store {
                     .bind(f.created_at.unix_timestamp())
                     .bind(f.expires_at.unix_timestamp())
                     .bind(f.resources.join(" "))
-                    .execute(&mut *tx)
+                    .execute(&self.pool)
                     .await
                     .map_err(err("family"))?;
-                    sql!(
+                    let inserted = sql!(
                         "INSERT INTO authorization_codes (code_hash, client_id, user_id, workspace_id, grant_id, family_id, \
                          redirect_uri, redirect_uri_explicit, code_challenge, scopes, nonce, auth_time, created_at, expires_at, dpop_jkt) \
                          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
@@ -829,10 +831,17 @@ macro_rules! impl_sql_store {
                     .bind(c.created_at.unix_timestamp())
                     .bind(c.expires_at.unix_timestamp())
                     .bind(c.dpop_jkt.as_deref())
-                    .execute(&mut *tx)
+                    .execute(&self.pool)
                     .await
-                    .map_err(err("code"))?;
-                    tx.commit().await.map_err(db)
+                    .map_err(err("code"));
+                    if let Err(e) = inserted {
+                        let _ = sql!("DELETE FROM token_families WHERE id = $1")
+                            .bind(f.id.as_str())
+                            .execute(&self.pool)
+                            .await;
+                        return Err(e);
+                    }
+                    Ok(())
                 }
 
                 async fn code_by_hash(&self, h: &TokenHash) -> StoreResult<Option<AuthCode>> {
@@ -849,31 +858,84 @@ macro_rules! impl_sql_store {
                     .transpose()
                 }
 
-                async fn redeem_code(&self, h: &TokenHash, now: OffsetDateTime) -> StoreResult<CodeRedemption> {
+                async fn redeem_code(
+                    &self,
+                    h: &TokenHash,
+                    now: OffsetDateTime,
+                    check: &CodeCheck,
+                ) -> StoreResult<CodeRedemption> {
                     let won = sql!(
                         "UPDATE authorization_codes SET redeemed_at = $2 WHERE code_hash = $1 AND redeemed_at IS NULL \
+                         AND expires_at > $2 AND client_id = $3 AND code_challenge = $4 \
+                         AND (redirect_uri = $5 OR ($5 IS NULL AND redirect_uri_explicit = $6)) \
+                         AND (dpop_jkt IS NULL OR dpop_jkt = $7) \
                          RETURNING code_hash, client_id, user_id, workspace_id, grant_id, family_id, redirect_uri, \
                          redirect_uri_explicit, code_challenge, scopes, nonce, auth_time, created_at, expires_at, redeemed_at, dpop_jkt"
                     )
                     .bind(h.as_bytes().to_vec())
                     .bind(now.unix_timestamp())
+                    .bind(check.client_id.as_str())
+                    .bind(&check.code_challenge)
+                    .bind(check.redirect_uri.as_deref())
+                    .bind(false)
+                    .bind(check.dpop_jkt.as_deref())
                     .fetch_optional(&self.pool)
                     .await
                     .map_err(db)?;
                     if let Some(row) = won {
                         return Ok(CodeRedemption::Redeemed(Box::new(code(&row)?)));
                     }
-                    let family = sql!("SELECT family_id FROM authorization_codes WHERE code_hash = $1")
+                    let found = sql!("SELECT family_id, redeemed_at FROM authorization_codes WHERE code_hash = $1")
                         .bind(h.as_bytes().to_vec())
                         .fetch_optional(&self.pool)
                         .await
                         .map_err(db)?;
-                    Ok(match family {
-                        Some(r) => CodeRedemption::AlreadyRedeemed {
+                    Ok(match found {
+                        Some(r) if ts_opt(&r, "redeemed_at")?.is_some() => CodeRedemption::AlreadyRedeemed {
                             family: FamilyId::from_string(col::<String>(&r, "family_id")?),
                         },
+                        Some(_) => CodeRedemption::Refused,
                         None => CodeRedemption::NotFound,
                     })
+                }
+
+                async fn family_state(&self, id: &FamilyId) -> StoreResult<Option<FamilyState>> {
+                    let row = sql!(
+                        "SELECT f.id, f.client_id, f.user_id, f.workspace_id, f.grant_id, f.created_at, f.expires_at, \
+                         f.revoked_at, f.revoked_reason, f.resources, \
+                         g.id AS g_id, g.revoked_at AS g_revoked_at, \
+                         u.id AS u_id, u.email AS u_email, u.name AS u_name, u.password_hash AS u_password_hash, \
+                         u.created_at AS u_created_at, m.permissions AS m_permissions \
+                         FROM token_families f \
+                         LEFT JOIN grants g ON g.id = f.grant_id \
+                         LEFT JOIN users u ON u.id = f.user_id \
+                         LEFT JOIN memberships m ON m.workspace_id = f.workspace_id AND m.user_id = f.user_id \
+                         WHERE f.id = $1"
+                    )
+                    .bind(id.as_str())
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(db)?;
+                    let Some(r) = row else { return Ok(None) };
+                    let user = match col::<Option<String>>(&r, "u_id")? {
+                        Some(id) => Some(User {
+                            id: UserId::from_string(id),
+                            email: d::email(col(&r, "u_email")?)?,
+                            name: col(&r, "u_name")?,
+                            password_hash: col(&r, "u_password_hash")?,
+                            created_at: ts(&r, "u_created_at")?,
+                        }),
+                        None => None,
+                    };
+                    Ok(Some(FamilyState {
+                        family: family(&r)?,
+                        grant_active: match col::<Option<String>>(&r, "g_id")? {
+                            Some(_) => Some(ts_opt(&r, "g_revoked_at")?.is_none()),
+                            None => None,
+                        },
+                        user,
+                        permissions: col::<Option<String>>(&r, "m_permissions")?.map(d::scopes).transpose()?,
+                    }))
                 }
             }
 

@@ -332,21 +332,74 @@ async fn code_fixture<S: Store>(s: &S, tag: &str) -> (AuthCode, TokenFamily) {
     (code, family)
 }
 
+/// What a request that matches `code` in every binding presents.
+fn check_for(code: &AuthCode) -> CodeCheck {
+    CodeCheck {
+        client_id: code.client_id.clone(),
+        code_challenge: code.code_challenge.clone(),
+        redirect_uri: Some(code.redirect_uri.clone()),
+        dpop_jkt: code.dpop_jkt.clone(),
+    }
+}
+
 async fn codes_and_families<S: Store>(s: &S) {
     let (code, family) = code_fixture(s, "codes").await;
     assert_eq!(s.code_by_hash(&code.hash).await.unwrap(), Some(code.clone()));
     assert_eq!(s.family(&family.id).await.unwrap(), Some(family.clone()));
 
     let later = t0() + Duration::seconds(3);
-    match s.redeem_code(&code.hash, later).await.unwrap() {
+    let good = check_for(&code);
+    // Each binding that does not match refuses the request and leaves the code unused.
+    let refusals = [
+        CodeCheck { client_id: ClientId::generate(), ..good.clone() },
+        CodeCheck { code_challenge: "x".repeat(43), ..good.clone() },
+        CodeCheck { redirect_uri: None, ..good.clone() },
+        CodeCheck { redirect_uri: Some("https://app.example/other".into()), ..good.clone() },
+        CodeCheck { dpop_jkt: None, ..good.clone() },
+        CodeCheck { dpop_jkt: Some("another-key".into()), ..good.clone() },
+    ];
+    for check in &refusals {
+        assert_eq!(
+            s.redeem_code(&code.hash, later, check).await.unwrap(),
+            CodeRedemption::Refused,
+            "{check:?}"
+        );
+    }
+    assert_eq!(
+        s.redeem_code(&code.hash, code.expires_at, &good).await.unwrap(),
+        CodeRedemption::Refused,
+        "an expired code is refused"
+    );
+    assert_eq!(s.code_by_hash(&code.hash).await.unwrap().unwrap().redeemed_at, None, "still unused");
+
+    match s.redeem_code(&code.hash, later, &good).await.unwrap() {
         CodeRedemption::Redeemed(c) => assert_eq!(c.redeemed_at, Some(later)),
         other => panic!("expected Redeemed, got {other:?}"),
     }
     assert_eq!(
-        s.redeem_code(&code.hash, later).await.unwrap(),
+        s.redeem_code(&code.hash, later, &good).await.unwrap(),
         CodeRedemption::AlreadyRedeemed { family: family.id.clone() }
     );
-    assert_eq!(s.redeem_code(&TokenHash::of("unknown"), later).await.unwrap(), CodeRedemption::NotFound);
+    assert_eq!(
+        s.redeem_code(&code.hash, later, &refusals[0]).await.unwrap(),
+        CodeRedemption::AlreadyRedeemed { family: family.id.clone() },
+        "a used code is a replay whoever presents it"
+    );
+    assert_eq!(
+        s.redeem_code(&TokenHash::of("unknown"), later, &good).await.unwrap(),
+        CodeRedemption::NotFound
+    );
+
+    // What redemption reads next, in one statement.
+    let state = s.family_state(&family.id).await.unwrap().unwrap();
+    assert_eq!(state.family, family);
+    assert_eq!(state.grant_active, Some(true));
+    assert_eq!(state.user.as_ref().map(|u| &u.id), Some(&code.user_id));
+    assert_eq!(
+        state.permissions,
+        s.membership(&code.workspace_id, &code.user_id).await.unwrap().map(|m| m.permissions)
+    );
+    assert_eq!(s.family_state(&FamilyId::generate()).await.unwrap(), None);
 
     assert!(s.revoke_family(&family.id, "code_replay", later).await.unwrap());
     assert!(!s.revoke_family(&family.id, "again", later).await.unwrap(), "revoking twice is a no-op");
@@ -370,15 +423,15 @@ async fn concurrent_redemption_has_one_winner<S: Store>(s: &S) {
     let mut tasks = Vec::new();
     for _ in 0..8 {
         let s = s.clone();
-        let h = code.hash.clone();
-        tasks.push(tokio::spawn(async move { s.redeem_code(&h, t0()).await.unwrap() }));
+        let (h, check) = (code.hash.clone(), check_for(&code));
+        tasks.push(tokio::spawn(async move { s.redeem_code(&h, t0(), &check).await.unwrap() }));
     }
     let mut winners = 0;
     for t in tasks {
         match t.await.unwrap() {
             CodeRedemption::Redeemed(_) => winners += 1,
             CodeRedemption::AlreadyRedeemed { .. } => {}
-            CodeRedemption::NotFound => panic!("code vanished"),
+            other => panic!("unexpected {other:?}"),
         }
     }
     assert_eq!(winners, 1, "exactly one concurrent redemption wins");

@@ -207,6 +207,37 @@ pub enum CodeRedemption {
     AlreadyRedeemed { family: FamilyId },
     /// No such code (or it expired and was swept).
     NotFound,
+    /// The code exists and is unused, but this request does not match what it is bound to (or
+    /// it expired): nothing changed, so a stolen code presented without its verifier cannot
+    /// burn the legitimate client's. The caller finds out which check failed.
+    Refused,
+}
+
+/// What a token request must match to consume a code (RFC 6749 §4.1.3, RFC 7636 §4.6, RFC 9449
+/// §10), checked inside the consuming statement.
+#[derive(Clone, Debug)]
+pub struct CodeCheck {
+    pub client_id: ClientId,
+    /// `BASE64URL(SHA256(code_verifier))` of the request.
+    pub code_challenge: String,
+    /// The request's `redirect_uri`: equal to the stored one, or absent when the authorization
+    /// request did not include one.
+    pub redirect_uri: Option<String>,
+    /// The key of the request's DPoP proof: must be the code's when it is bound to one.
+    pub dpop_jkt: Option<String>,
+}
+
+/// What issuing tokens in a family needs (redeeming a code, refreshing), read in one statement:
+/// the family, whether its grant is still active, its user and the user's current permissions in
+/// its workspace.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FamilyState {
+    pub family: TokenFamily,
+    /// `None` when the grant is gone; `Some(revoked)` otherwise.
+    pub grant_active: Option<bool>,
+    pub user: Option<User>,
+    /// `None` when the user is no longer a member.
+    pub permissions: Option<portcullis_domain::ScopeSet>,
 }
 
 /// A chain of tokens descending from one authorization code; revoking it kills them all.

@@ -138,12 +138,15 @@ pub trait AuthorizationStore {
         family: &TokenFamily,
     ) -> impl Future<Output = StoreResult<()>> + Send;
     fn code_by_hash(&self, hash: &TokenHash) -> impl Future<Output = StoreResult<Option<AuthCode>>> + Send;
-    /// Consumes the code in one conditional update.
+    /// Consumes the code in one conditional update, if it is unexpired and `check` matches.
     fn redeem_code(
         &self,
         hash: &TokenHash,
         now: OffsetDateTime,
+        check: &CodeCheck,
     ) -> impl Future<Output = StoreResult<CodeRedemption>> + Send;
+    /// A token family with its grant, user and membership (one statement).
+    fn family_state(&self, id: &FamilyId) -> impl Future<Output = StoreResult<Option<FamilyState>>> + Send;
 }
 
 pub trait TokenStore {

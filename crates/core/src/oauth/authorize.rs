@@ -115,7 +115,7 @@ pub async fn push<S: Store>(
         created_at: now,
         expires_at: now + PUSHED_REQUEST_TTL,
     };
-    cx.store.insert_pending(&stored).await.map_err(internal)?;
+    cx.insert_pending(&stored).await.map_err(internal)?;
     Ok((format!("{REQUEST_URI_PREFIX}{id}"), PUSHED_REQUEST_TTL.whole_seconds()))
 }
 
@@ -133,12 +133,12 @@ async fn take_pushed<S: Store>(cx: &Cx<S>, p: &Params) -> Result<AuthorizationRe
     };
     // Only the client that pushed it may use it (checked before it is spent, so nobody else can
     // burn it), once.
-    let Some(stored) = cx.store.pending(id, cx.now()).await.map_err(internal)? else { return Err(bad()) };
+    let Some(stored) = cx.pending(id).await.map_err(internal)? else { return Err(bad()) };
     let Ok(Pushed { pushed }) = serde_json::from_str::<Pushed>(&stored.payload) else { return Err(bad()) };
     if pushed.client_id.as_str() != client_id {
         return Err(bad());
     }
-    if cx.store.take_pending(id, cx.now()).await.map_err(internal)?.is_none() {
+    if cx.take_pending(id).await.map_err(internal)?.is_none() {
         return Err(bad());
     }
     Ok(pushed)
@@ -226,7 +226,7 @@ async fn store_pending<S: Store>(cx: &Cx<S>, req: &AuthorizationRequest) -> Resu
         created_at: now,
         expires_at: now + cx.settings.authorization_request_ttl,
     };
-    cx.store.insert_pending(&p).await.map_err(internal)?;
+    cx.insert_pending(&p).await.map_err(internal)?;
     Ok(p.id)
 }
 

@@ -12,7 +12,7 @@ use portcullis_store::{Client, Store};
 /// The client row, from the credential cache when fresh: client authentication is on the path of
 /// every token request, and the row rarely changes (changes in this process invalidate the cache;
 /// another replica's within `credential_cache_ttl`).
-pub(crate) async fn cached_client<S: Store>(cx: &Cx<S>, id: &str) -> Result<Option<Client>, OAuthError> {
+pub async fn cached_client<S: Store>(cx: &Cx<S>, id: &str) -> Result<Option<Client>, OAuthError> {
     let (now, ttl) = (cx.now(), cx.settings.credential_cache_ttl);
     if let Some(c) = cx.cache.client(id, now, ttl) {
         return Ok(c);

@@ -75,7 +75,7 @@ async fn load<S: Store>(
     cx: &Cx<S>,
     id: &str,
 ) -> Result<(PendingAuthorization, AuthorizationRequest, Client), ConsentError> {
-    let pending = cx.store.pending(id, cx.now()).await.map_err(internal)?.ok_or(ConsentError::Expired)?;
+    let pending = cx.pending(id).await.map_err(internal)?.ok_or(ConsentError::Expired)?;
     let req: AuthorizationRequest =
         serde_json::from_str(&pending.payload).map_err(|e| ConsentError::from(internal(e)))?;
     let client =
@@ -97,7 +97,7 @@ pub async fn show<S: Store>(
     if !req.prompt.consent
         && let Some(url) = remembered(cx, &req, session).await?
     {
-        cx.store.take_pending(pending_id, cx.now()).await.map_err(internal)?;
+        cx.take_pending(pending_id).await.map_err(internal)?;
         return Ok(ConsentStep::Redirect(url));
     }
     let workspaces = eligible_workspaces(cx, &client, &session.user_id).await?;
@@ -236,7 +236,7 @@ pub(crate) async fn record_grant<S: Store>(
 
 async fn take<S: Store>(cx: &Cx<S>, pending_id: &str) -> Result<(), ConsentError> {
     // Single use: of two concurrent submissions of one form, only one proceeds.
-    cx.store.take_pending(pending_id, cx.now()).await.map_err(internal)?.ok_or(ConsentError::Expired)?;
+    cx.take_pending(pending_id).await.map_err(internal)?.ok_or(ConsentError::Expired)?;
     Ok(())
 }
 

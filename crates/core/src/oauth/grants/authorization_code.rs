@@ -6,7 +6,7 @@ use crate::oauth::tokens::{UserTokens, issue_user_tokens};
 use portcullis_domain::{FamilyId, TokenHash};
 use portcullis_proto::token::GRANT_REFRESH_TOKEN;
 use portcullis_proto::{OAuthError, TokenResponse};
-use portcullis_store::{AuthCode, Client, CodeRedemption, Store};
+use portcullis_store::{AuthCode, Client, CodeCheck, CodeRedemption, Store};
 
 pub struct Params {
     pub code: String,
@@ -25,44 +25,48 @@ fn bad_code() -> OAuthError {
 
 pub async fn exchange<S: Store>(cx: &Cx<S>, client: &Client, p: Params) -> Result<TokenResponse, OAuthError> {
     let hash = TokenHash::of(&p.code);
-    let code = cx.store.code_by_hash(&hash).await.map_err(internal)?.ok_or_else(bad_code)?;
+    let Some(verifier) = p.code_verifier.as_deref().filter(|v| pkce::valid_verifier(v)) else {
+        return Err(refused(cx, client, &hash, &p).await);
+    };
 
-    // RFC 6749 §4.1.2: "If an authorization code is used more than once, the authorization server
-    // MUST deny the request and SHOULD revoke (when possible) all tokens previously issued based
-    // on that authorization code."
-    if code.redeemed_at.is_some() {
-        return Err(replay(cx, &code.family_id).await);
-    }
-    check_bindings(cx, client, &code, &p)?;
-
-    // Consume in one conditional update: of concurrent redemptions exactly one wins, and a loser
-    // is a replay like any other.
-    let code = match cx.store.redeem_code(&hash, cx.now()).await.map_err(internal)? {
+    // Consume in one conditional update that also checks everything the code is bound to
+    // (client, PKCE, redirect URI, DPoP key, expiry): of concurrent redemptions exactly one
+    // wins, and a request that does not match changes nothing, so a stolen code presented by
+    // the wrong client or without its verifier cannot burn the legitimate client's.
+    let check = CodeCheck {
+        client_id: client.id.clone(),
+        code_challenge: pkce::s256(verifier),
+        redirect_uri: p.redirect_uri.clone(),
+        dpop_jkt: p.dpop_jkt.clone(),
+    };
+    let code = match cx.store.redeem_code(&hash, cx.now(), &check).await.map_err(internal)? {
         CodeRedemption::Redeemed(c) => *c,
+        // RFC 6749 §4.1.2: "If an authorization code is used more than once, the authorization
+        // server MUST deny the request and SHOULD revoke (when possible) all tokens previously
+        // issued based on that authorization code."
         CodeRedemption::AlreadyRedeemed { family } => return Err(replay(cx, &family).await),
+        CodeRedemption::Refused => return Err(refused(cx, client, &hash, &p).await),
         CodeRedemption::NotFound => return Err(bad_code()),
     };
 
-    let family = cx.store.family(&code.family_id).await.map_err(internal)?.ok_or_else(bad_code)?;
+    // The family, grant, user and membership in one read.
+    let state = cx.store.family_state(&code.family_id).await.map_err(internal)?.ok_or_else(bad_code)?;
+    let family = state.family;
     if family.revoked_at.is_some() {
         return Err(bad_code());
     }
     // The code is spent either way: a token request for a resource that was not authorized
     // does not get a second try with the same code.
     let audience = crate::oauth::resource::audience(&cx.settings, &family.resources, &p.resources)?;
-    let grant = cx.store.grant_by_id(&code.grant_id).await.map_err(internal)?;
-    if grant.is_none_or(|g| g.revoked_at.is_some()) {
+    if state.grant_active != Some(true) {
         return Err(OAuthError::invalid_grant("the user's consent was revoked"));
     }
-    let user = cx.store.user_by_id(&code.user_id).await.map_err(internal)?.ok_or_else(bad_code)?;
+    let user = state.user.ok_or_else(bad_code)?;
     // Permissions are checked again now: consent does not outlive membership.
-    let membership = cx
-        .store
-        .membership(&code.workspace_id, &code.user_id)
-        .await
-        .map_err(internal)?
+    let permissions = state
+        .permissions
         .ok_or_else(|| OAuthError::invalid_grant("the user is no longer a member of the workspace"))?;
-    let scopes = cx.catalogue.delegable(&code.scopes, &membership.permissions);
+    let scopes = cx.catalogue.delegable(&code.scopes, &permissions);
     if scopes.is_empty() {
         return Err(OAuthError::invalid_grant("the user no longer holds any of the granted permissions"));
     }
@@ -90,8 +94,21 @@ pub async fn exchange<S: Store>(cx: &Cx<S>, client: &Client, p: Params) -> Resul
     .await
 }
 
-/// Checks what the code is bound to, without consuming it: a request that fails here changes
-/// nothing, so a stolen code presented by the wrong client cannot burn the legitimate client's.
+/// The error for a request that did not consume the code: read the code (a failure path, so the
+/// extra read costs nothing on the way to a token) and say which check failed.
+async fn refused<S: Store>(cx: &Cx<S>, client: &Client, hash: &TokenHash, p: &Params) -> OAuthError {
+    let code = match cx.store.code_by_hash(hash).await {
+        Ok(Some(c)) => c,
+        Ok(None) => return bad_code(),
+        Err(e) => return internal(e),
+    };
+    if code.redeemed_at.is_some() {
+        return replay(cx, &code.family_id).await;
+    }
+    check_bindings(cx, client, &code, p).err().unwrap_or_else(bad_code)
+}
+
+/// Says which binding of the code a request fails (the store already refused it).
 fn check_bindings<S: Store>(
     cx: &Cx<S>,
     client: &Client,

@@ -66,7 +66,9 @@ pub async fn exchange<S: Store>(cx: &Cx<S>, client: &Client, p: Params) -> Resul
             "the refresh token is bound to another DPoP key",
         ));
     }
-    let family = cx.store.family(&token.family_id).await.map_err(internal)?.ok_or_else(bad_token)?;
+    // The family with its grant, user and membership, in one read.
+    let state = cx.store.family_state(&token.family_id).await.map_err(internal)?.ok_or_else(bad_token)?;
+    let family = state.family;
     if family.revoked_at.is_some() || family.expires_at <= now {
         return Err(bad_token());
     }
@@ -93,21 +95,17 @@ pub async fn exchange<S: Store>(cx: &Cx<S>, client: &Client, p: Params) -> Resul
     };
 
     // Live checks: the grant and the user's membership still stand.
-    let (Some(grant_id), Some(user_id)) = (&family.grant_id, &family.user_id) else {
+    let Some(grant_id) = &family.grant_id else {
         return Err(bad_token());
     };
-    let grant = cx.store.grant_by_id(grant_id).await.map_err(internal)?;
-    if grant.is_none_or(|g| g.revoked_at.is_some()) {
+    if state.grant_active != Some(true) {
         return Err(OAuthError::invalid_grant("the user's consent was revoked"));
     }
-    let user = cx.store.user_by_id(user_id).await.map_err(internal)?.ok_or_else(bad_token)?;
-    let membership = cx
-        .store
-        .membership(&family.workspace_id, user_id)
-        .await
-        .map_err(internal)?
+    let user = state.user.ok_or_else(bad_token)?;
+    let permissions = state
+        .permissions
         .ok_or_else(|| OAuthError::invalid_grant("the user is no longer a member of the workspace"))?;
-    let scopes = cx.catalogue.delegable(&requested, &membership.permissions);
+    let scopes = cx.catalogue.delegable(&requested, &permissions);
     if scopes.is_empty() {
         return Err(OAuthError::invalid_grant("the user no longer holds any of the granted permissions"));
     }
