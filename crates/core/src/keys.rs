@@ -9,7 +9,7 @@ use aws_lc_rs::aead::{AES_256_GCM, Aad, Nonce, RandomizedNonceKey};
 use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use portcullis_domain::KeyId;
 use portcullis_proto::jwk::{Jwk, JwkSet};
 use portcullis_store::{KeyStore, SigningKey, StoreError};
@@ -144,8 +144,8 @@ struct LoadedKey {
     kid: String,
     active_from: OffsetDateTime,
     retired_at: Option<OffsetDateTime>,
-    /// Present for keys that may still sign (not retired when loaded).
-    encoding: Option<EncodingKey>,
+    /// The parsed key pair, for keys that may still sign (not retired when loaded).
+    signing: Option<Arc<EcdsaKeyPair>>,
     decoding: DecodingKey,
     jwk: Jwk,
 }
@@ -238,7 +238,10 @@ impl Keyring {
                 kid: k.kid.to_string(),
                 active_from: k.active_from,
                 retired_at: k.retired_at,
-                encoding: Some(EncodingKey::from_ec_der(&der)),
+                signing: Some(Arc::new(
+                    EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &der)
+                        .map_err(|_| format!("signing key {}: not a P-256 PKCS#8 key", k.kid))?,
+                )),
                 decoding,
                 jwk,
             });
@@ -261,18 +264,39 @@ impl Keyring {
         self.snapshot().iter().find(|k| k.active_from <= now && k.published(now)).map(|k| k.kid.clone())
     }
 
-    /// Signs `claims` as a compact JWS with header `typ`, using the newest key active at `now`.
+    /// Signs `claims` as a compact JWS (RFC 7515 §7.1) with header `typ`, using the newest key
+    /// active at `now`.
+    ///
+    /// Written out here rather than with `jsonwebtoken::encode`, which parses the PKCS#8 key
+    /// again on every call (deriving the public point costs about as much as the signature):
+    /// the key pair is parsed once, at load. Verification stays with `jsonwebtoken`.
     pub fn sign<T: Serialize>(&self, typ: &str, claims: &T, now: OffsetDateTime) -> Result<String, String> {
+        #[derive(Serialize)]
+        struct JwsHeader<'a> {
+            alg: &'static str,
+            typ: &'a str,
+            kid: &'a str,
+        }
         let keys = self.snapshot();
-        let k = keys
+        let (k, pair) = keys
             .iter()
-            .find(|k| k.active_from <= now && k.published(now) && k.encoding.is_some())
+            .filter(|k| k.active_from <= now && k.published(now))
+            .find_map(|k| k.signing.as_ref().map(|p| (k, p)))
             .ok_or("no signing key is active")?;
-        let mut header = Header::new(Algorithm::ES256);
-        header.typ = Some(typ.to_owned());
-        header.kid = Some(k.kid.clone());
-        jsonwebtoken::encode(&header, claims, k.encoding.as_ref().expect("checked"))
-            .map_err(|e| format!("signing failed: {e}"))
+        let header = serde_json::to_vec(&JwsHeader { alg: "ES256", typ, kid: &k.kid })
+            .map_err(|e| format!("signing failed: {e}"))?;
+        let claims = serde_json::to_vec(claims).map_err(|e| format!("signing failed: {e}"))?;
+        let mut jws = String::with_capacity((header.len() + claims.len()) * 4 / 3 + 90);
+        URL_SAFE_NO_PAD.encode_string(&header, &mut jws);
+        jws.push('.');
+        URL_SAFE_NO_PAD.encode_string(&claims, &mut jws);
+        // ECDSA_P256_SHA256_FIXED_SIGNING gives R || S, 64 bytes: the JWS form (RFC 7518 §3.4).
+        let sig = pair
+            .sign(&aws_lc_rs::rand::SystemRandom::new(), jws.as_bytes())
+            .map_err(|_| "signing failed".to_string())?;
+        jws.push('.');
+        URL_SAFE_NO_PAD.encode_string(sig.as_ref(), &mut jws);
+        Ok(jws)
     }
 
     /// Checks the signature and header of a JWT and returns its claims. Time-based claims are
