@@ -760,6 +760,7 @@ pub async fn run_admin<S: Store>(
                     json!({
                         "kid": k.kid, "alg": k.alg, "state": state(k), "created_at": ts(k.created_at),
                         "active_from": ts(k.active_from), "retired_at": k.retired_at.map(ts),
+                        "generation": k.generation,
                     })
                 })
                 .collect();
