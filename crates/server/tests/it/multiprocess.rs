@@ -85,57 +85,44 @@ fn serve_with(db: &str, extra: &[&str]) -> Process {
     Process { child, base: format!("http://{addr}"), instance }
 }
 
+/// A fresh PostgreSQL database for one test: the admin pool (to drop it), its name and its URL.
+async fn scratch_database(base_url: &str, prefix: &str) -> (sqlx::PgPool, String, String) {
+    let name = format!("{prefix}_{:08x}", rand::random::<u32>());
+    let admin = sqlx::postgres::PgPoolOptions::new().max_connections(1).connect(base_url).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&admin).await.unwrap();
+    let db = match base_url.rsplit_once('/') {
+        Some((head, _)) => format!("{head}/{name}"),
+        None => panic!("unexpected URL"),
+    };
+    (admin, name, db)
+}
+
+/// Workspace `acme`, the user Ada (contacts:read there) and a confidential app: (user, client).
+fn flow_setup(db: &str) -> (serde_json::Value, serde_json::Value) {
+    cli(db, &["workspace", "create", "acme"], None);
+    let u = cli(db, &["user", "create", "--email", "ada@example.com", "--password-stdin"], Some(PASSWORD));
+    let member = ["member", "add", "--workspace", "acme", "--email", "ada@example.com"];
+    cli(db, &[&member[..], &["--permissions", "contacts:read"]].concat(), None);
+    let c = cli(
+        db,
+        &["client", "create", "--name", "App", "--redirect-uri", REDIRECT, "--scope", "contacts:read"],
+        None,
+    );
+    (u, c)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_processes_on_one_database_act_as_one_server() {
     let Ok(base_url) = std::env::var(portcullis_testkit::POSTGRES_ENV) else {
         portcullis_testkit::skip("multi-process test", "PORTCULLIS_TEST_POSTGRES_URL is not set");
         return;
     };
-    let name = format!("pcl_mp_{:08x}", rand::random::<u32>());
-    let admin = sqlx::postgres::PgPoolOptions::new().max_connections(1).connect(&base_url).await.unwrap();
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&admin).await.unwrap();
-    let db = match base_url.rsplit_once('/') {
-        Some((head, _)) => format!("{head}/{name}"),
-        None => panic!("unexpected URL"),
-    };
+    let (admin, name, db) = scratch_database(&base_url, "pcl_mp").await;
 
     let outcome = tokio::task::spawn_blocking({
         let db = db.clone();
         move || {
-            cli(&db, &["workspace", "create", "acme"], None);
-            let u = cli(
-                &db,
-                &["user", "create", "--email", "ada@example.com", "--password-stdin"],
-                Some(PASSWORD),
-            );
-            cli(
-                &db,
-                &[
-                    "member",
-                    "add",
-                    "--workspace",
-                    "acme",
-                    "--email",
-                    "ada@example.com",
-                    "--permissions",
-                    "contacts:read",
-                ],
-                None,
-            );
-            let c = cli(
-                &db,
-                &[
-                    "client",
-                    "create",
-                    "--name",
-                    "App",
-                    "--redirect-uri",
-                    REDIRECT,
-                    "--scope",
-                    "contacts:read",
-                ],
-                None,
-            );
+            let (u, c) = flow_setup(&db);
             (u, c, serve(&db), serve(&db))
         }
     })
@@ -240,13 +227,7 @@ async fn two_processes_append_to_one_verifiable_audit_log() {
         portcullis_testkit::skip("multi-process audit test", "PORTCULLIS_TEST_POSTGRES_URL is not set");
         return;
     };
-    let name = format!("pcl_mpa_{:08x}", rand::random::<u32>());
-    let admin = sqlx::postgres::PgPoolOptions::new().max_connections(1).connect(&base_url).await.unwrap();
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&admin).await.unwrap();
-    let db = match base_url.rsplit_once('/') {
-        Some((head, _)) => format!("{head}/{name}"),
-        None => panic!("unexpected URL"),
-    };
+    let (admin, name, db) = scratch_database(&base_url, "pcl_mpa").await;
     let (key, a, b) = tokio::task::spawn_blocking({
         let db = db.clone();
         move || {
@@ -357,13 +338,7 @@ async fn three_replicas_on_postgres_and_redis_act_as_one_server() {
         );
         return;
     };
-    let name = format!("pcl_r3_{:08x}", rand::random::<u32>());
-    let admin = sqlx::postgres::PgPoolOptions::new().max_connections(1).connect(&base_url).await.unwrap();
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&admin).await.unwrap();
-    let db = match base_url.rsplit_once('/') {
-        Some((head, _)) => format!("{head}/{name}"),
-        None => panic!("unexpected URL"),
-    };
+    let (admin, name, db) = scratch_database(&base_url, "pcl_r3").await;
     // Seconds instead of the production minutes and days, so the test sees background work.
     const ROTATION: i64 = 6;
     const CACHE_TTL: u64 = 2;
@@ -386,40 +361,7 @@ async fn three_replicas_on_postgres_and_redis_act_as_one_server() {
     let (user, client, key, mut replicas) = tokio::task::spawn_blocking({
         let db = db.clone();
         move || {
-            cli(&db, &["workspace", "create", "acme"], None);
-            let u = cli(
-                &db,
-                &["user", "create", "--email", "ada@example.com", "--password-stdin"],
-                Some(PASSWORD),
-            );
-            cli(
-                &db,
-                &[
-                    "member",
-                    "add",
-                    "--workspace",
-                    "acme",
-                    "--email",
-                    "ada@example.com",
-                    "--permissions",
-                    "contacts:read",
-                ],
-                None,
-            );
-            let c = cli(
-                &db,
-                &[
-                    "client",
-                    "create",
-                    "--name",
-                    "App",
-                    "--redirect-uri",
-                    REDIRECT,
-                    "--scope",
-                    "contacts:read",
-                ],
-                None,
-            );
+            let (u, c) = flow_setup(&db);
             let k = cli(
                 &db,
                 &[
