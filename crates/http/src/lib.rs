@@ -9,6 +9,8 @@
 //!   userinfo, health).
 //! - [`responses`]: OAuth JSON errors, RFC 6750 challenges, pages with security headers, 303s.
 //! - [`cookies`]: the session and CSRF cookies.
+//! - [`edge`]: the one layer every request passes: request id, request span, time limit,
+//!   `nosniff`.
 //! - [`reference`]: the built-in reference API (contacts, messages, broadcasts, flows), each
 //!   route behind the guard ([`portcullis_guard`]) with its scope; RFC 9728 metadata.
 //! - [`mcp`]: the MCP endpoint (`/mcp`): reference API operations as tools, per-tool scopes.
@@ -22,6 +24,7 @@
 
 pub mod api;
 pub mod cookies;
+pub mod edge;
 pub mod gateway;
 pub mod mcp;
 pub mod paths;
@@ -30,18 +33,11 @@ pub mod responses;
 pub mod routes;
 
 use axum::Router;
-use axum::http::{HeaderName, HeaderValue, Request, header};
+use axum::http::{HeaderName, header};
 use axum::routing::{get, post};
 use portcullis_core::Cx;
 use portcullis_guard::{Budgets, Guard, Limiter, Resource};
 use portcullis_store::Store;
-use std::time::Duration;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::set_header::SetResponseHeaderLayer;
-use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::TraceLayer;
-
-const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// How the protected routes are guarded (budgets and where they are counted).
 #[derive(Default)]
@@ -211,15 +207,5 @@ pub fn router_with<S: Store>(cx: Cx<S>, protection: Protection) -> Router {
             .with_state(cx)
             .nest(&base, app)
     };
-    app.layer(SetResponseHeaderLayer::if_not_present(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    ))
-    .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, Duration::from_secs(30)))
-    .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-    .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
-        let id = req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("-");
-        tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
-    }))
-    .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+    app.layer(edge::EdgeLayer)
 }
