@@ -16,6 +16,7 @@ use portcullis_domain::TokenHash;
 use portcullis_store::ApiKey;
 use std::collections::HashMap;
 use std::hash::Hash;
+use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use time::{Duration, OffsetDateTime};
@@ -33,7 +34,11 @@ struct Entry<T> {
 struct Map<K, T>(Mutex<HashMap<K, Entry<T>>>);
 
 impl<K: Eq + Hash, T: Clone> Map<K, T> {
-    fn get(&self, k: &K, now: OffsetDateTime, ttl: Duration, generation: u64) -> Option<T> {
+    fn get<Q>(&self, k: &Q, now: OffsetDateTime, ttl: Duration, generation: u64) -> Option<T>
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         let m = self.0.lock().expect("lock");
         let e = m.get(k)?;
         (e.generation == generation && now >= e.at && now - e.at < ttl).then(|| e.value.clone())
@@ -75,7 +80,7 @@ pub struct CredentialCache {
     verified: Map<[u8; 32], crate::oauth::tokens::AccessClaims>,
     /// Client rows by id, for client authentication at the token, introspection and revocation
     /// endpoints (a rotated secret or revoked client on another replica is seen within the TTL).
-    clients: Map<String, Option<portcullis_store::Client>>,
+    clients: Map<String, Option<Arc<portcullis_store::Client>>>,
     /// Browser sessions by cookie hash: the consent page and its submission follow sign-in at
     /// once. A sign-out here removes the entry; one on another replica is seen within the TTL.
     sessions: Map<TokenHash, portcullis_store::Session>,
@@ -109,7 +114,7 @@ impl CredentialCache {
     }
 
     pub fn live(&self, jti: &str, now: OffsetDateTime, ttl: Duration) -> Option<LiveStatus> {
-        self.live.get(&jti.to_owned(), now, ttl, self.generation())
+        self.live.get(jti, now, ttl, self.generation())
     }
 
     pub fn put_live(&self, jti: &str, status: LiveStatus, now: OffsetDateTime, generation: u64) {
@@ -121,14 +126,14 @@ impl CredentialCache {
         id: &str,
         now: OffsetDateTime,
         ttl: Duration,
-    ) -> Option<Option<portcullis_store::Client>> {
-        self.clients.get(&id.to_owned(), now, ttl, self.generation())
+    ) -> Option<Option<Arc<portcullis_store::Client>>> {
+        self.clients.get(id, now, ttl, self.generation())
     }
 
     pub fn put_client(
         &self,
         id: &str,
-        client: Option<portcullis_store::Client>,
+        client: Option<Arc<portcullis_store::Client>>,
         now: OffsetDateTime,
         generation: u64,
     ) {
@@ -159,7 +164,7 @@ impl CredentialCache {
         now: OffsetDateTime,
         ttl: Duration,
     ) -> Option<portcullis_store::PendingAuthorization> {
-        self.pending.get(&id.to_owned(), now, ttl, self.generation())
+        self.pending.get(id, now, ttl, self.generation())
     }
 
     pub fn put_pending(

@@ -400,7 +400,7 @@ async fn check<S: Store>(
     let dpop_jkt = p.get("dpop_jkt").map(super::dpop::parse_jkt).transpose().map_err(redirect_err)?;
 
     Ok(AuthorizationRequest {
-        client_id: client.id,
+        client_id: client.id.clone(),
         redirect_uri,
         redirect_uri_explicit: explicit,
         scopes,

@@ -8,24 +8,25 @@ use crate::context::{Cx, internal};
 use portcullis_domain::{ClientId, TokenHash};
 use portcullis_proto::{ClientAuth, OAuthError};
 use portcullis_store::{Client, Store};
+use std::sync::Arc;
 
 /// The client row, from the credential cache when fresh: client authentication is on the path of
 /// every token request, and the row rarely changes (changes in this process invalidate the cache;
 /// another replica's within `credential_cache_ttl`).
-pub async fn cached_client<S: Store>(cx: &Cx<S>, id: &str) -> Result<Option<Client>, OAuthError> {
+pub async fn cached_client<S: Store>(cx: &Cx<S>, id: &str) -> Result<Option<Arc<Client>>, OAuthError> {
     let (now, ttl) = (cx.now(), cx.settings.credential_cache_ttl);
     if let Some(c) = cx.cache.client(id, now, ttl) {
         return Ok(c);
     }
     let generation = cx.cache.snapshot();
-    let c = cx.store.client_by_id(&ClientId::from_string(id)).await.map_err(internal)?;
+    let c = cx.store.client_by_id(&ClientId::from_string(id)).await.map_err(internal)?.map(Arc::new);
     cx.cache.put_client(id, c.clone(), now, generation);
     Ok(c)
 }
 
 /// Identifies and authenticates the client. Every failure is `invalid_client` with the same
 /// text, so the response does not reveal whether the client exists or was revoked.
-pub async fn authenticate<S: Store>(cx: &Cx<S>, auth: &ClientAuth) -> Result<Client, OAuthError> {
+pub async fn authenticate<S: Store>(cx: &Cx<S>, auth: &ClientAuth) -> Result<Arc<Client>, OAuthError> {
     let fail = || OAuthError::invalid_client("client authentication failed");
     let client = if super::client_metadata::is_document_url(auth.client_id()) {
         // A metadata document client (public): its document may need a fetch first.

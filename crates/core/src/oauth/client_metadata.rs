@@ -67,11 +67,16 @@ fn bad(why: impl Into<String>) -> OAuthError {
 
 /// The client `client_id` names: a stored client, or (https `client_id`) the one described by
 /// its metadata document, fetched now if our copy is missing or stale. `Ok(None)`: no such client.
-pub async fn load<S: Store>(cx: &Cx<S>, client_id: &str) -> Result<Option<Client>, OAuthError> {
+pub async fn load<S: Store>(cx: &Cx<S>, client_id: &str) -> Result<Option<Arc<Client>>, OAuthError> {
     if !is_document_url(client_id) || !cx.settings.client_metadata.enabled {
         // Ordinary clients come from the credential cache (the row rarely changes).
         return super::client_auth::cached_client(cx, client_id).await;
     }
+    Ok(load_document_client(cx, client_id).await?.map(Arc::new))
+}
+
+/// A metadata document client: stored, or fetched (again) when new or stale.
+async fn load_document_client<S: Store>(cx: &Cx<S>, client_id: &str) -> Result<Option<Client>, OAuthError> {
     let id = ClientId::from_string(client_id);
     let stored = cx.store.client_by_id(&id).await.map_err(internal)?;
     let now = cx.now();

@@ -74,7 +74,7 @@ pub enum Decision {
 async fn load<S: Store>(
     cx: &Cx<S>,
     id: &str,
-) -> Result<(PendingAuthorization, AuthorizationRequest, Client), ConsentError> {
+) -> Result<(PendingAuthorization, AuthorizationRequest, std::sync::Arc<Client>), ConsentError> {
     let pending = cx.pending(id).await.map_err(internal)?.ok_or(ConsentError::Expired)?;
     let req: AuthorizationRequest =
         serde_json::from_str(&pending.payload).map_err(|e| ConsentError::from(internal(e)))?;
@@ -105,7 +105,7 @@ pub async fn show<S: Store>(
     Ok(ConsentStep::Show(ConsentView {
         pending: pending.id,
         unverified: client.origin != portcullis_store::ClientOrigin::Admin,
-        client_name: client.name,
+        client_name: client.name.clone(),
         client_id: client.id.to_string(),
         redirect_host: url::Url::parse(&req.redirect_uri)
             .ok()

@@ -154,7 +154,10 @@ fn missing_request() -> Response {
 async fn app_name<S: Store>(cx: &Cx<S>, pending: &str) -> Option<String> {
     let p = cx.pending(pending).await.ok()??;
     let req: authorize::AuthorizationRequest = serde_json::from_str(&p.payload).ok()?;
-    portcullis_core::oauth::client_auth::cached_client(cx, req.client_id.as_str()).await.ok()?.map(|c| c.name)
+    portcullis_core::oauth::client_auth::cached_client(cx, req.client_id.as_str())
+        .await
+        .ok()?
+        .map(|c| c.name.clone())
 }
 
 /// `GET /login?req=…` (continuing an authorization) or `GET /login?next=/device…` (our pages).
