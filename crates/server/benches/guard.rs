@@ -14,7 +14,6 @@
 //! ```
 
 use portcullis_core::Cx;
-use portcullis_core::admin::NewClient;
 use portcullis_core::scopes::Catalogue;
 use portcullis_core::settings::Settings;
 use portcullis_domain::SystemClock;
@@ -51,17 +50,7 @@ async fn bench(a: Args) {
 
     // A workspace with 20 contacts, an API key and a client-credentials client.
     let (ws, key) = common::bench_workspace(&cx).await;
-    let admin = cx.admin();
-    let client = admin
-        .create_client(NewClient {
-            name: "bench".into(),
-            scope: "contacts:read".into(),
-            grant_types: vec!["client_credentials".into()],
-            workspace: Some("bench".into()),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let client = common::bench_client(&cx).await;
 
     let gateway: Vec<GatewayRoute> = parse_routes(
         &[RouteConfig {

@@ -12,7 +12,6 @@ use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{Request, header};
 use portcullis_core::Cx;
-use portcullis_core::admin::NewClient;
 use portcullis_core::scopes::Catalogue;
 use portcullis_core::settings::Settings;
 use portcullis_domain::SystemClock;
@@ -64,6 +63,12 @@ where
     best
 }
 
+/// One request through `app`, its body read to the end.
+async fn call(app: axum::Router, req: Request<Body>) {
+    let resp = app.oneshot(req).await.unwrap();
+    let _ = axum::body::to_bytes(resp.into_body(), 1 << 16).await.unwrap();
+}
+
 async fn bench(secs: f64) {
     let dir = tempfile::tempdir().unwrap();
     let store =
@@ -72,18 +77,8 @@ async fn bench(secs: f64) {
     let cx = Cx::init(store, Arc::new(SystemClock), Settings::new(base), Catalogue::builtin(), None)
         .await
         .unwrap();
-    let admin = cx.admin();
-    admin.create_workspace("bench", None).await.unwrap();
-    let client = admin
-        .create_client(NewClient {
-            name: "bench".into(),
-            scope: "contacts:read".into(),
-            grant_types: vec!["client_credentials".into()],
-            workspace: Some("bench".into()),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    cx.admin().create_workspace("bench", None).await.unwrap();
+    let client = common::bench_client(&cx).await;
     let form = format!(
         "grant_type=client_credentials&client_id={}&client_secret={}",
         client.client.id,
@@ -104,27 +99,13 @@ async fn bench(secs: f64) {
     let app = portcullis_http::router(cx.clone());
     let check = app.clone().oneshot(request("/oauth2/token", &form)).await.unwrap();
     assert_eq!(check.status(), 200, "the token request must succeed");
-    let token_us = per_call(secs, || {
-        let (app, req) = (app.clone(), request("/oauth2/token", &form));
-        async move {
-            let resp = app.oneshot(req).await.unwrap();
-            let _ = axum::body::to_bytes(resp.into_body(), 1 << 16).await.unwrap();
-        }
-    })
-    .await;
+    let token_us = per_call(secs, || call(app.clone(), request("/oauth2/token", &form))).await;
 
     let hello = axum::Router::new().route(
         "/hello",
         axum::routing::post(|| async { ([("content-type", "application/json")], r#"{"hello":"world"}"#) }),
     );
-    let hello_us = per_call(secs, || {
-        let (app, req) = (hello.clone(), request("/hello", &form));
-        async move {
-            let resp = app.oneshot(req).await.unwrap();
-            let _ = axum::body::to_bytes(resp.into_body(), 1 << 16).await.unwrap();
-        }
-    })
-    .await;
+    let hello_us = per_call(secs, || call(hello.clone(), request("/hello", &form))).await;
 
     let claims = serde_json::json!({ "iss": "http://127.0.0.1:8080", "sub": client.client.id.to_string() });
     let sign_us = per_call(secs, || {

@@ -143,3 +143,19 @@ pub async fn bench_workspace<S: portcullis_store::Store>(
         .unwrap();
     (ws, key.secret.expose().to_owned())
 }
+
+/// The bench's client-credentials client in workspace `bench`, allowed `contacts:read`.
+pub async fn bench_client<S: portcullis_store::Store>(
+    cx: &portcullis_core::Cx<S>,
+) -> portcullis_core::admin::CreatedClient {
+    cx.admin()
+        .create_client(portcullis_core::admin::NewClient {
+            name: "bench".into(),
+            scope: "contacts:read".into(),
+            grant_types: vec!["client_credentials".into()],
+            workspace: Some("bench".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+}
