@@ -39,6 +39,14 @@ pub struct ClientView {
     pub previous_secret_expires_at: Option<String>,
     pub created_at: String,
     pub revoked_at: Option<String>,
+    /// How the client came to exist: `admin`, `dynamic` (RFC 7591) or `metadata_document`.
+    pub origin: String,
+    /// Its authorization requests must be pushed first (RFC 9126).
+    pub require_pushed_authorization_requests: bool,
+    /// Its access tokens must be DPoP-bound (RFC 9449).
+    pub dpop_bound_access_tokens: bool,
+    /// The last time a token was issued to it, to the hour.
+    pub last_used_at: Option<String>,
 }
 
 impl From<&Client> for ClientView {
@@ -56,6 +64,10 @@ impl From<&Client> for ClientView {
             previous_secret_expires_at: c.previous_secret_expires_at.map(rfc3339),
             created_at: rfc3339(c.created_at),
             revoked_at: c.revoked_at.map(rfc3339),
+            origin: c.origin.as_str().to_owned(),
+            require_pushed_authorization_requests: c.require_pushed_requests,
+            dpop_bound_access_tokens: c.dpop_bound,
+            last_used_at: c.last_used_at.map(rfc3339),
         }
     }
 }

@@ -501,8 +501,30 @@ async fn clients_grants_and_members_through_the_api(app: TestApp) {
     assert!(c["client_secret"].as_str().unwrap().starts_with("pcl_cs_"));
     let ws = json(get(&app, &apps, "/api/v1/workspace").await).await;
     assert_eq!(c["workspace_id"], ws["id"], "API-created clients belong to the workspace");
+    assert_eq!(c["origin"], "admin");
+    assert_eq!(c["require_pushed_authorization_requests"], false);
+    assert_eq!(c["dpop_bound_access_tokens"], false);
+    assert!(c["last_used_at"].is_null(), "no token issued yet");
     let list = json(get(&app, &apps, "/api/v1/clients").await).await;
     assert_eq!(list["clients"].as_array().unwrap().len(), 1);
+    // The client view shows the flags it was created with.
+    let strict = json(
+        post(
+            &app,
+            &apps,
+            "/api/v1/clients",
+            json!({"name": "Strict", "scopes": ["contacts:read"], "grant_types": ["client_credentials"],
+                   "require_pushed_authorization_requests": true, "dpop_bound_access_tokens": true}),
+        )
+        .await,
+    )
+    .await;
+    let shown =
+        json(get(&app, &apps, &format!("/api/v1/clients/{}", strict["client_id"].as_str().unwrap())).await)
+            .await;
+    assert_eq!(shown["require_pushed_authorization_requests"], true);
+    assert_eq!(shown["dpop_bound_access_tokens"], true);
+    assert_eq!(shown["origin"], "admin");
     let manage = post(
         &app,
         &apps,
