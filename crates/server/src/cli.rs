@@ -2,7 +2,7 @@
 //! `serve` (same `--database-url`), print human-readable text, or one JSON object with `--json`,
 //! and on bad input exit non-zero with one line on stderr, having changed nothing.
 
-use crate::config::{self, Config, GlobalArgs, LogFormat, ServeArgs};
+use crate::config::{self, Config, GlobalArgs, ServeArgs};
 use crate::{Application, backend, shutdown_signal, with_store};
 use clap::{Parser, Subcommand};
 use portcullis_core::Cx;
@@ -359,12 +359,12 @@ pub async fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
         Command::Serve(serve_args) => {
             let cfg = config::resolve(&cli.global, &serve_args, file, kek)?;
-            init_logging(Some(cfg.log_format));
+            crate::logging::init(Some(cfg.log_format));
             let backend = backend::open(&cfg.database_url).await?;
             with_store!(backend, |store| serve(store, cfg).await)
         }
         cmd => {
-            init_logging(None);
+            crate::logging::init(None);
             let cfg = config::resolve(&cli.global, &ServeArgs::default(), file, kek)?;
             let catalogue = Arc::new(cfg.catalogue()?);
             let backend = backend::open(&cfg.database_url).await?;
@@ -456,20 +456,6 @@ fn redact(url: &str) -> String {
         }
         _ => url.to_owned(),
     }
-}
-
-fn init_logging(format: Option<LogFormat>) {
-    use tracing_subscriber::EnvFilter;
-    let default = if format.is_some() { "info,sqlx=warn" } else { "warn" };
-    let filter = std::env::var("PORTCULLIS_LOG")
-        .ok()
-        .and_then(|v| EnvFilter::try_new(v).ok())
-        .unwrap_or_else(|| EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    let _ = match format {
-        Some(LogFormat::Json) => builder.json().flatten_event(true).with_current_span(true).try_init(),
-        _ => builder.compact().try_init(),
-    };
 }
 
 /// RFC 3339 at whole seconds, the precision timestamps are stored with.

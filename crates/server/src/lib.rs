@@ -6,6 +6,7 @@
 //! - [`Application`]: builds the server on a listener the caller binds (tests bind
 //!   `127.0.0.1:0` and read the port) and runs it until a shutdown future resolves.
 //! - [`backend`]: picks SQLite or PostgreSQL from the database URL.
+//! - [`logging`]: the log subscriber (JSON lines for `serve`) and its span-field formatter.
 //! - [`cli`]: the admin commands (`workspace`, `user`, `member`, `client`, `grant`,
 //!   `signing-key`, `key`, `bundle`, `token`, `trust-policy`), human or `--json` output.
 
@@ -13,6 +14,7 @@ pub mod audit_cli;
 pub mod backend;
 pub mod cli;
 pub mod config;
+pub mod logging;
 
 use axum::Router;
 use std::future::Future;
