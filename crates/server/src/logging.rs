@@ -12,7 +12,7 @@
 use crate::config::LogFormat;
 use std::fmt::{self, Write};
 use tracing::field::{Field, Visit};
-use tracing_subscriber::field::{RecordFields, VisitOutput};
+use tracing_subscriber::field::RecordFields;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FormatFields, FormattedFields};
 
@@ -86,12 +86,6 @@ impl<W: Write> ObjectWriter<'_, W> {
     fn finish(self) -> fmt::Result {
         self.result?;
         self.out.write_str(if self.empty { "{}" } else { "}" })
-    }
-}
-
-impl<W: Write> VisitOutput<fmt::Result> for ObjectWriter<'_, W> {
-    fn finish(self) -> fmt::Result {
-        ObjectWriter::finish(self)
     }
 }
 
